@@ -1,0 +1,1 @@
+"""matbackprop.cli (under construction)."""

@@ -1,0 +1,1 @@
+"""matbackprop.data (under construction)."""

@@ -1,0 +1,1 @@
+"""matbackprop.linalg (under construction)."""

@@ -1,0 +1,1 @@
+"""matbackprop.metrics (under construction)."""

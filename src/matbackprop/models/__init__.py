@@ -1,0 +1,1 @@
+"""matbackprop.models (under construction)."""

@@ -1,0 +1,1 @@
+"""matbackprop.nn (under construction)."""

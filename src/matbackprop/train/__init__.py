@@ -1,0 +1,1 @@
+"""matbackprop.train (under construction)."""
