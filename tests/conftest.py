@@ -14,7 +14,8 @@ def bsds_root() -> Path:
     root = default_bsds_root()
     if root is None or not (root / "data").is_dir():
         pytest.skip(
-            "BSDS500 not found: set MATBACKPROP_BSDS_ROOT or place the data in ../shared/data/BSDS500"
+            "BSDS500 not found: set MATBACKPROP_BSDS_ROOT or place the data in "
+            "../shared/data/BSDS500"
         )
     return root
 
@@ -32,6 +33,7 @@ def coco_root() -> Path:
     root = default_coco_root()
     if root is None or not (root / "annotations").is_dir():
         pytest.skip(
-            "coco-mini not found: set MATBACKPROP_COCO_ROOT or place the data in ../shared/data/coco-mini"
+            "coco-mini not found: set MATBACKPROP_COCO_ROOT or place the data in "
+            "../shared/data/coco-mini"
         )
     return root

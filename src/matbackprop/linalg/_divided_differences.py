@@ -1,0 +1,150 @@
+"""Divided differences of a scalar function on a spectrum: the Daleckii–Krein matrices.
+
+For a symmetric ``A = U diag(λ) Uᵀ`` and a scalar function ``f``, the Fréchet derivative of the
+matrix function ``F(A) = U f(Λ) Uᵀ`` is (Daleckii & Krein 1965; Bhatia, *Matrix Analysis*,
+Thm. V.3.3)::
+
+    dF = U (P ∘ (Uᵀ dA U)) Uᵀ,      Pᵢⱼ = f[λᵢ, λⱼ] = (f(λᵢ) − f(λⱼ)) / (λᵢ − λⱼ),   Pᵢᵢ = f′(λᵢ),
+
+and its second derivative uses the second divided differences ``f[λᵢ, λₖ, λⱼ]``. This module
+computes ``P`` (and the pieces of the second order) in exactly one place; the forward-mode
+``jvp``, the backward, the double backward and the tests all call it.
+
+Ties
+----
+At ``λᵢ = λⱼ`` the quotient is ``0/0``; for nearby values it cancels catastrophically. Pairs
+with ``|λᵢ − λⱼ| <= rtol · max(|λᵢ|, |λⱼ|)`` (or within a few ulps of the spectral scale) use
+the mean of the derivatives, ``(f′(λᵢ) + f′(λⱼ)) / 2``, which equals ``f′(λᵢ)`` at exact ties and
+differs from the true divided difference by ``O(gap²)`` nearby. Functions may supply a
+*stable* closed form of the divided difference (e.g. ``1/(√a + √b)`` for the square root), which
+has no cancellation; then a tight ``rtol`` is used. The defaults (:func:`default_dd_rtol`)
+balance cancellation ``eps/gap`` against the ``gap²`` error of the mean-derivative rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+TensorFn = Callable[[Tensor], Tensor]
+PairFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class ScalarFunction:
+    """A scalar function of the eigenvalues, with what the Daleckii–Krein calculus needs.
+
+    Parameters
+    ----------
+    f, df : callable
+        ``f(λ)`` and ``f′(λ)``, elementwise torch functions.
+    d2f : callable, optional
+        ``f″(λ)``. Needed for double backward (second-order Daleckii–Krein); without it the
+        backward is marked once-differentiable and a second differentiation raises.
+    divided_difference : callable, optional
+        A cancellation-free closed form of ``(f(a) − f(b)) / (a − b)`` valid for ``a != b``
+        (it may be ``nan``/``inf`` at ``a == b``; those entries are replaced).
+    name : str
+        Used in messages.
+    """
+
+    f: TensorFn
+    df: TensorFn
+    d2f: TensorFn | None = None
+    divided_difference: PairFn | None = None
+    name: str = "f"
+
+
+def default_dd_rtol(dtype: torch.dtype, stable: bool) -> float:
+    """Relative gap below which the mean-derivative rule replaces the quotient.
+
+    Generic quotient: ``eps^(1/3)``-like (float64 ``1e-5``, float32 ``1e-2``), where the
+    cancellation error ``eps/gap`` and the rule's ``gap²/12`` error meet (both ~1e-11 in
+    float64, ~1e-5 in float32). Stable closed form: ``sqrt(eps)``-like (``1e-8`` / ``3e-4``),
+    only to avoid ``0/0``.
+    """
+    if dtype == torch.float64:
+        return 1e-8 if stable else 1e-5
+    return 3e-4 if stable else 1e-2
+
+
+def tie_mask(lam: Tensor, rtol: float) -> Tensor:
+    """Boolean ``(..., n, n)`` mask of pairs treated as ties.
+
+    ``|λᵢ − λⱼ| <= rtol · max(|λᵢ|, |λⱼ|)`` or ``<= 16 eps · max|λ|`` (rounding-level ties of
+    eigenvalues near zero). The diagonal is always a tie.
+    """
+    a = lam.unsqueeze(-1)  # (..., n, 1)
+    b = lam.unsqueeze(-2)  # (..., 1, n)
+    gap = (a - b).abs()
+    local = torch.maximum(a.abs(), b.abs())
+    floor = 16 * torch.finfo(lam.dtype).eps * lam.abs().amax(dim=-1, keepdim=True).unsqueeze(-1)
+    return (gap <= rtol * local) | (gap <= floor)
+
+
+def first_divided_differences(
+    lam: Tensor, fn: ScalarFunction, rtol: float | None = None, *, f_lam: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """The Daleckii–Krein matrix ``P`` of ``fn`` on ``lam``, and its tie mask.
+
+    ``Pᵢⱼ = (f(λᵢ) − f(λⱼ)) / (λᵢ − λⱼ)``; ``Pᵢⱼ = (f′(λᵢ) + f′(λⱼ)) / 2`` on ties (so
+    ``Pᵢᵢ = f′(λᵢ)``).
+
+    Parameters
+    ----------
+    lam : Tensor, shape (..., n)
+        Eigenvalues.
+    fn : ScalarFunction
+    rtol : float, optional
+        Tie tolerance; ``None`` takes :func:`default_dd_rtol`.
+    f_lam : Tensor, optional
+        ``f(lam)`` if already computed (the forward has it).
+
+    Returns
+    -------
+    P : Tensor, shape (..., n, n), symmetric
+    ties : Tensor, shape (..., n, n), bool
+    """
+    stable = fn.divided_difference is not None
+    if rtol is None:
+        rtol = default_dd_rtol(lam.dtype, stable)
+    ties = tie_mask(lam, rtol)
+    a = lam.unsqueeze(-1)  # (..., n, 1)
+    b = lam.unsqueeze(-2)  # (..., 1, n)
+    df = fn.df(lam)
+    on_ties = 0.5 * (df.unsqueeze(-1) + df.unsqueeze(-2))  # (..., n, n)
+    # Keep the quotient's arguments away from 0/0 on ties; those entries are discarded.
+    b_safe = torch.where(ties, b - 1.0, b.expand_as(on_ties))
+    if stable:
+        quotient = fn.divided_difference(a.expand_as(on_ties), b_safe)
+    else:
+        if f_lam is None:
+            f_lam = fn.f(lam)
+        fb = torch.where(ties, torch.zeros_like(on_ties), f_lam.unsqueeze(-2).expand_as(on_ties))
+        fa = torch.where(ties, torch.ones_like(on_ties), f_lam.unsqueeze(-1).expand_as(on_ties))
+        quotient = (fa - fb) / (a - b_safe)
+    P = torch.where(ties, on_ties, quotient)
+    return 0.5 * (P + P.mT), ties
+
+
+def confluent_second_differences(
+    lam: Tensor, fn: ScalarFunction, P: Tensor, ties: Tensor
+) -> Tensor:
+    """``Qᵢₖ = f[λᵢ, λᵢ, λₖ]``, the confluent second divided differences.
+
+    ``f[a, a, c] = (f′(a) − f[a, c]) / (a − c)``; on ties ``(f″(a) + f″(c)) / 4`` (→ ``f″(a)/2``).
+    Used by the double backward, where ``f[a, b, c] ≈ (Q_ac + Q_bc)/2`` for tied ``a, b``.
+    Not symmetric.
+    """
+    if fn.d2f is None:
+        raise RuntimeError(f"second divided differences of {fn.name} need its second derivative")
+    a = lam.unsqueeze(-1)  # (..., n, 1)
+    c = lam.unsqueeze(-2)  # (..., 1, n)
+    d2 = fn.d2f(lam)
+    on_ties = 0.25 * (d2.unsqueeze(-1) + d2.unsqueeze(-2))  # (..., n, n)
+    gap = torch.where(ties, torch.ones_like(P), a - c)
+    quotient = (fn.df(lam).unsqueeze(-1) - P) / gap
+    return torch.where(ties, on_ties, quotient)

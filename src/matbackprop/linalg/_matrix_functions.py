@@ -1,0 +1,363 @@
+"""``logm``, ``sqrtm``, ``invsqrtm``, ``powm`` and ``expm`` of symmetric matrices.
+
+Each is a :class:`ScalarFunction` ``(f, f′, f″, f[a, b])`` handed to the one spectral kernel
+(:func:`matbackprop.linalg.spectral_function`), so all share its Daleckii–Krein backward,
+forward mode and double backward. The divided differences are written in cancellation-free
+forms (``d = a − b``)::
+
+    log:      f[a, b] = log1p(d/b) / d
+    sqrt:     f[a, b] = 1 / (√a + √b)
+    x^(-1/2): f[a, b] = −1 / (√a √b (√a + √b))
+    x^p:      f[a, b] = b^(p−1) · expm1(p · log1p(d/b)) / (d/b)
+    exp:      f[a, b] = exp(b) · expm1(d) / d
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._divided_differences import ScalarFunction
+from ._spectral import (
+    DOMAIN_ANY,
+    DOMAIN_PD,
+    DOMAIN_PSD,
+    SpectralOptions,
+    apply_spectral_function,
+)
+
+
+def _log_dd(a: Tensor, b: Tensor) -> Tensor:
+    d = a - b
+    return torch.log1p(d / b) / d
+
+
+LOG = ScalarFunction(
+    f=torch.log,
+    df=torch.reciprocal,
+    d2f=lambda x: -torch.reciprocal(x * x),
+    divided_difference=_log_dd,
+    name="logm",
+)
+
+
+def _sqrt(x: Tensor) -> Tensor:
+    return torch.sqrt(x.clamp_min(0))
+
+
+def _dsqrt(x: Tensor) -> Tensor:
+    # Unbounded at 0: floor at the dtype's tiny so singular input stays finite (see sqrtm).
+    return 0.5 * torch.rsqrt(x.clamp_min(torch.finfo(x.dtype).tiny))
+
+
+SQRT = ScalarFunction(
+    f=_sqrt,
+    df=_dsqrt,
+    d2f=lambda x: -0.25 * x.clamp_min(torch.finfo(x.dtype).tiny).pow(-1.5),
+    divided_difference=lambda a, b: torch.reciprocal(_sqrt(a) + _sqrt(b)),
+    name="sqrtm",
+)
+
+
+def _invsqrt_dd(a: Tensor, b: Tensor) -> Tensor:
+    ra, rb = torch.sqrt(a), torch.sqrt(b)
+    return -torch.reciprocal(ra * rb * (ra + rb))
+
+
+INVSQRT = ScalarFunction(
+    f=torch.rsqrt,
+    df=lambda x: -0.5 * x.pow(-1.5),
+    d2f=lambda x: 0.75 * x.pow(-2.5),
+    divided_difference=_invsqrt_dd,
+    name="invsqrtm",
+)
+
+
+def _exp_dd(a: Tensor, b: Tensor) -> Tensor:
+    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+    d = hi - lo
+    return torch.exp(lo) * torch.expm1(d) / d
+
+
+EXP = ScalarFunction(
+    f=torch.exp, df=torch.exp, d2f=torch.exp, divided_difference=_exp_dd, name="expm"
+)
+
+
+def power_function(p: float) -> ScalarFunction:
+    """``x ↦ x^p`` on ``x >= 0`` (``x > 0`` for ``p <= 0``) with a stable divided difference."""
+
+    def f(x: Tensor) -> Tensor:
+        return x.clamp_min(0).pow(p)
+
+    def floor(x: Tensor) -> Tensor:
+        return x.clamp_min(torch.finfo(x.dtype).tiny)
+
+    def df(x: Tensor) -> Tensor:
+        return p * floor(x).pow(p - 1)
+
+    def d2f(x: Tensor) -> Tensor:
+        return p * (p - 1) * floor(x).pow(p - 2)
+
+    def dd(a: Tensor, b: Tensor) -> Tensor:
+        lo, hi = floor(torch.minimum(a, b)), floor(torch.maximum(a, b))
+        far = hi > 2 * lo  # no cancellation: the plain quotient is accurate
+        direct = (hi.pow(p) - lo.pow(p)) / (hi - lo)
+        t = ((hi - lo) / lo).clamp_max(1.0)
+        # (hi^p − lo^p)/(hi − lo) = lo^(p−1) · expm1(p log1p(t)) / t,  t = (hi − lo)/lo
+        near = lo.pow(p - 1) * torch.expm1(p * torch.log1p(t)) / t
+        return torch.where(far, direct, near)
+
+    return ScalarFunction(f=f, df=df, d2f=d2f, divided_difference=dd, name=f"powm(p={p:g})")
+
+
+def _options(eps, clamp, compute_dtype) -> SpectralOptions:
+    return SpectralOptions(eps=eps, clamp=clamp, compute_dtype=compute_dtype)
+
+
+def logm(
+    A: Tensor,
+    *,
+    eps: float = 0.0,
+    clamp: float | None = None,
+    compute_dtype: torch.dtype | None = None,
+    check: bool = True,
+) -> Tensor:
+    """Matrix logarithm of symmetric positive definite matrices: ``U log(Σ) Uᵀ``.
+
+    The log-tangent map of O2P / DeepO2P: ``log(FᵀF + εI)`` maps covariance descriptors to a
+    flat space where Euclidean distances approximate the log-Euclidean metric.
+
+    Parameters
+    ----------
+    A : Tensor, shape (..., n, n)
+        Symmetric positive definite (after ``eps`` / ``clamp``).
+    eps : float
+        Add ``eps·I`` (the paper's ``εI``), making rank-deficient ``FᵀF`` definite.
+    clamp : float, optional
+        Clamp eigenvalues below at ``clamp > 0``.
+    compute_dtype : torch.dtype, optional
+        Decompose in this dtype (e.g. ``torch.float64``) and cast back.
+    check : bool
+        Validate (symmetry, finiteness, positive definiteness from the eigenvalues computed
+        anyway). ``False`` skips it.
+
+    Returns
+    -------
+    Tensor, shape (..., n, n)
+
+    Raises
+    ------
+    ValueError
+        If ``A`` is malformed or, after ``eps``/``clamp``, not positive definite.
+
+    Notes
+    -----
+    Backward: Daleckii–Krein with ``Pᵢⱼ = (log σᵢ − log σⱼ)/(σᵢ − σⱼ)``, ``Pᵢᵢ = 1/σᵢ``; exact
+    and finite at the repeated eigenvalue ``ε`` of a rank-deficient ``FᵀF + εI``. Double
+    backward supported (without ``clamp``).
+
+    References
+    ----------
+    Ionescu, Vantzos & Sminchisescu, ICCV 2015, Sec. 4.1 (DeepO2P, the log-tangent layer);
+    Carreira et al., "Semantic segmentation with second-order pooling", ECCV 2012.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.linalg import logm
+    >>> logm(torch.diag(torch.tensor([1.0, 2.718281828459045], dtype=torch.float64)))
+    tensor([[0., 0.],
+            [0., 1.]], dtype=torch.float64)
+    """
+    return apply_spectral_function(
+        A, LOG, _options(eps, clamp, compute_dtype), domain=DOMAIN_PD, check=check
+    )
+
+
+def sqrtm(
+    A: Tensor,
+    *,
+    eps: float = 0.0,
+    clamp: float | None = None,
+    compute_dtype: torch.dtype | None = None,
+    check: bool = True,
+) -> Tensor:
+    """Principal square root of symmetric positive semi-definite matrices: ``U Σ^½ Uᵀ``.
+
+    Parameters
+    ----------
+    A : Tensor, shape (..., n, n)
+        Symmetric positive semi-definite (eigenvalues ``>= −64 eps max|σ|`` are accepted and
+        rounding negatives are treated as 0).
+    eps, clamp, compute_dtype, check
+        As in :func:`logm`.
+
+    Returns
+    -------
+    Tensor, shape (..., n, n)
+
+    Raises
+    ------
+    ValueError
+        If ``A`` is malformed or has a clearly negative eigenvalue.
+
+    Notes
+    -----
+    Backward: Daleckii–Krein with the exact ``Pᵢⱼ = 1/(√σᵢ + √σⱼ)``. At a singular ``A`` the
+    derivative along the null space is unbounded (``f′(0) = ∞``); the backward floors ``σ`` at
+    the dtype's ``tiny`` there, so pass ``eps > 0`` for meaningful gradients (as MPN-COV does).
+
+    References
+    ----------
+    Li et al., "Is Second-order Information Helpful for Large-scale Visual Recognition?"
+    (MPN-COV), ICCV 2017; Ionescu et al., ICCV 2015, Sec. 4.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.linalg import sqrtm
+    >>> sqrtm(torch.tensor([[4.0, 0.0], [0.0, 9.0]], dtype=torch.float64))
+    tensor([[2., 0.],
+            [0., 3.]], dtype=torch.float64)
+    """
+    return apply_spectral_function(
+        A, SQRT, _options(eps, clamp, compute_dtype), domain=DOMAIN_PSD, check=check
+    )
+
+
+def invsqrtm(
+    A: Tensor,
+    *,
+    eps: float = 0.0,
+    clamp: float | None = None,
+    compute_dtype: torch.dtype | None = None,
+    check: bool = True,
+) -> Tensor:
+    """Inverse square root of symmetric positive definite matrices: ``U Σ^(−½) Uᵀ``.
+
+    Parameters
+    ----------
+    A : Tensor, shape (..., n, n)
+        Symmetric positive definite (after ``eps`` / ``clamp``).
+    eps, clamp, compute_dtype, check
+        As in :func:`logm`.
+
+    Returns
+    -------
+    Tensor, shape (..., n, n)
+
+    Raises
+    ------
+    ValueError
+        If ``A`` is malformed or not positive definite after ``eps`` / ``clamp``.
+
+    Notes
+    -----
+    Backward: Daleckii–Krein with ``Pᵢⱼ = −1/(√σᵢ √σⱼ (√σᵢ + √σⱼ))``. Used for whitening and
+    for ``D^(−½)`` normalisations.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.linalg import invsqrtm
+    >>> invsqrtm(torch.tensor([[4.0, 0.0], [0.0, 0.25]], dtype=torch.float64))
+    tensor([[0.5000, 0.0000],
+            [0.0000, 2.0000]], dtype=torch.float64)
+    """
+    return apply_spectral_function(
+        A, INVSQRT, _options(eps, clamp, compute_dtype), domain=DOMAIN_PD, check=check
+    )
+
+
+def powm(
+    A: Tensor,
+    p: float,
+    *,
+    eps: float = 0.0,
+    clamp: float | None = None,
+    compute_dtype: torch.dtype | None = None,
+    check: bool = True,
+) -> Tensor:
+    """Real power of symmetric positive (semi-)definite matrices: ``U Σ^p Uᵀ``.
+
+    Parameters
+    ----------
+    A : Tensor, shape (..., n, n)
+        Positive semi-definite for ``p > 0``; positive definite for ``p <= 0``.
+    p : float
+        The exponent (finite).
+    eps, clamp, compute_dtype, check
+        As in :func:`logm`.
+
+    Returns
+    -------
+    Tensor, shape (..., n, n)
+
+    Raises
+    ------
+    ValueError
+        If ``p`` is not a finite real number, or ``A`` is malformed or outside the domain.
+
+    Notes
+    -----
+    Backward: Daleckii–Krein with ``Pᵢⱼ = (σᵢᵖ − σⱼᵖ)/(σᵢ − σⱼ)`` in a cancellation-free form.
+    ``p = 1/2`` is MPN-COV's normalisation.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.linalg import powm
+    >>> powm(torch.tensor([[8.0, 0.0], [0.0, 27.0]], dtype=torch.float64), 1 / 3)
+    tensor([[2., 0.],
+            [0., 3.]], dtype=torch.float64)
+    """
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not abs(p) < float("inf"):
+        raise ValueError(f"`p` must be a finite real number, got {p!r}")
+    domain = DOMAIN_PSD if p > 0 else DOMAIN_PD
+    return apply_spectral_function(
+        A, power_function(float(p)), _options(eps, clamp, compute_dtype), domain=domain, check=check
+    )
+
+
+def expm(
+    A: Tensor,
+    *,
+    eps: float = 0.0,
+    compute_dtype: torch.dtype | None = None,
+    check: bool = True,
+) -> Tensor:
+    """Matrix exponential of symmetric matrices: ``U exp(Σ) Uᵀ`` (inverse of :func:`logm`).
+
+    Parameters
+    ----------
+    A : Tensor, shape (..., n, n)
+        Symmetric.
+    eps, compute_dtype, check
+        As in :func:`logm`.
+
+    Returns
+    -------
+    Tensor, shape (..., n, n)
+        Symmetric positive definite.
+
+    Raises
+    ------
+    ValueError
+        If ``A`` is malformed.
+
+    Notes
+    -----
+    Backward: Daleckii–Krein with ``Pᵢⱼ = exp(σⱼ) expm1(σᵢ − σⱼ)/(σᵢ − σⱼ)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.linalg import expm
+    >>> expm(torch.zeros(2, 2, dtype=torch.float64))
+    tensor([[1., 0.],
+            [0., 1.]], dtype=torch.float64)
+    """
+    return apply_spectral_function(
+        A, EXP, _options(eps, None, compute_dtype), domain=DOMAIN_ANY, check=check
+    )

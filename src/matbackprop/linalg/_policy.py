@@ -1,0 +1,118 @@
+"""Degeneracy policies: how (near-)repeated eigenvalues couple in the backward pass.
+
+The eigenvector part of the eigh backward (Ionescu et al. 2015, Prop. 2, eq. for X = UΣUᵀ)
+multiplies by ``K̃ᵢⱼ = 1/(σᵢ − σⱼ)``, and the SVD backward by ``Kᵢⱼ = 1/(σᵢ² − σⱼ²)``. Both are
+infinite at repeated eigenvalues, where eigenvectors are not unique (a gauge freedom: any
+rotation inside the eigenspace is as good). A :class:`DegeneracyPolicy` decides what the backward
+uses instead. Matrix *functions* never need it: they go through the Daleckii–Krein form
+(:mod:`matbackprop.linalg._divided_differences`), which is exact at ties.
+
+Policies
+--------
+``"zero"`` (default)
+    ``K̃ᵢⱼ = 0`` when ``|σᵢ − σⱼ| <= rtol · max(|σ|)`` (per matrix), else ``1/(σᵢ − σⱼ)``. This
+    is *exact* for every loss that is invariant to rotations inside a degenerate eigenspace
+    (e.g. a loss of eigenvalues only, or of the projector onto a block of eigenvectors that is
+    separated by a gap from the rest): for such losses the antisymmetric part of ``UᵀŪ`` inside
+    the block is zero, so the true coupling is zero.
+``"lorentzian"``
+    ``K̃ᵢⱼ = (σᵢ − σⱼ) / ((σᵢ − σⱼ)² + β²)`` with ``β = broadening · max(|σ|)``: a smooth,
+    biased but bounded regularisation (Liao et al., PRX 2019), for losses that are *not*
+    gauge-invariant, where the true gradient is infinite.
+
+Default tolerances (relative to the largest absolute eigenvalue of each matrix)
+    float64: ``rtol = 1e-10``; float32: ``rtol = 1e-4``. Eigenvectors of a pair with relative
+    gap ``g`` are only accurate to ``eps/g`` anyway; at these thresholds the amplified rounding
+    noise ``eps/rtol`` stays below ``2e-6`` (float64) and ``1.2e-3`` (float32).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+_DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-4}
+
+
+def default_rtol(dtype: torch.dtype) -> float:
+    """Per-dtype default degeneracy tolerance (relative to the spectral scale)."""
+    return _DEFAULT_RTOL.get(dtype, 1e-4)
+
+
+@dataclass(frozen=True)
+class DegeneracyPolicy:
+    """How the eigh/SVD backward treats (near-)degenerate eigenvalue pairs.
+
+    Parameters
+    ----------
+    mode : {"zero", "lorentzian"}
+        ``"zero"`` drops the coupling of pairs within ``rtol`` (exact for gauge-invariant
+        losses); ``"lorentzian"`` broadens ``1/d`` to ``d/(d² + β²)`` everywhere.
+    rtol : float, optional
+        Relative gap below which a pair counts as degenerate (``"zero"``). ``None`` takes the
+        per-dtype default (1e-10 for float64, 1e-4 for float32).
+    broadening : float, optional
+        Relative Lorentzian width ``β / max|σ|`` (``"lorentzian"``). ``None`` takes the same
+        per-dtype default as ``rtol``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``mode`` or a negative tolerance.
+    """
+
+    mode: Literal["zero", "lorentzian"] = "zero"
+    rtol: float | None = None
+    broadening: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("zero", "lorentzian"):
+            raise ValueError(f"`mode` must be 'zero' or 'lorentzian', got {self.mode!r}")
+        for field in ("rtol", "broadening"):
+            value = getattr(self, field)
+            if value is not None and not value >= 0:
+                raise ValueError(f"`{field}` must be a non-negative float, got {value!r}")
+
+    def resolved_rtol(self, dtype: torch.dtype) -> float:
+        return default_rtol(dtype) if self.rtol is None else float(self.rtol)
+
+    def resolved_broadening(self, dtype: torch.dtype) -> float:
+        return default_rtol(dtype) if self.broadening is None else float(self.broadening)
+
+    def inverse_gaps(self, gaps: Tensor, scale: Tensor) -> Tensor:
+        """Regularised ``1 / gaps``, elementwise.
+
+        Parameters
+        ----------
+        gaps : Tensor, shape (..., n, n)
+            Differences such as ``σᵢ − σⱼ`` (eigh) or ``σᵢ² − σⱼ²`` (SVD). The diagonal is zero
+            and always maps to zero.
+        scale : Tensor, shape (..., 1, 1)
+            Per-matrix scale of ``gaps`` (``max|σ|`` or ``max σ²``), already floored above 0.
+        """
+        if self.mode == "lorentzian":
+            beta = self.resolved_broadening(gaps.dtype) * scale
+            return gaps / (gaps * gaps + beta * beta).clamp_min(torch.finfo(gaps.dtype).tiny)
+        tol = self.resolved_rtol(gaps.dtype) * scale
+        degenerate = gaps.abs() <= tol
+        safe = torch.where(degenerate, torch.ones_like(gaps), gaps)
+        return torch.where(degenerate, torch.zeros_like(gaps), 1.0 / safe)
+
+    def inverse_values(self, values: Tensor, scale: Tensor) -> Tensor:
+        """Regularised ``1 / values`` for singular values (``S⁻¹`` in the SVD backward).
+
+        Values ``<= rtol · scale`` (numerically zero singular values, whose singular vectors are
+        not unique) map to 0 under ``"zero"``; ``"lorentzian"`` broadens as for gaps.
+        """
+        return self.inverse_gaps(values, scale)
+
+
+DEFAULT_POLICY = DegeneracyPolicy()
+
+
+def spectral_scale(lam: Tensor) -> Tensor:
+    """``max|λ|`` per matrix, shape ``(..., 1, 1)``, floored at the dtype's ``tiny``."""
+    return lam.abs().amax(dim=-1, keepdim=True).unsqueeze(-1).clamp_min(torch.finfo(lam.dtype).tiny)

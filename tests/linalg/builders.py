@@ -1,0 +1,91 @@
+"""Known-answer matrix builders and tolerances shared by the linalg tests.
+
+Every builder returns symmetric matrices with a *known* spectrum, so tests can state exactly
+what is degenerate: ``with_spectrum(λ) = Q diag(λ) Qᵀ`` with a seeded random orthogonal ``Q``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+F64 = torch.float64
+
+
+def random_orthogonal(n: int, *, seed: int = 0, batch: tuple[int, ...] = (), dtype=F64) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(*batch, n, n, generator=g, dtype=dtype)
+    Q, R = torch.linalg.qr(X)
+    return Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)
+
+
+def with_spectrum(lam, *, seed: int = 0, dtype=F64) -> Tensor:
+    """``Q diag(λ) Qᵀ`` for a seeded random orthogonal ``Q`` (batched over leading dims of λ)."""
+    lam = torch.as_tensor(lam, dtype=dtype)
+    Q = random_orthogonal(lam.shape[-1], seed=seed, batch=tuple(lam.shape[:-1]), dtype=dtype)
+    A = (Q * lam.unsqueeze(-2)) @ Q.mT
+    return 0.5 * (A + A.mT)
+
+
+def random_spd(n: int, *, seed: int = 0, batch: tuple[int, ...] = (), dtype=F64) -> Tensor:
+    """Well-conditioned SPD with spread spectrum in [0.5, 2.5]."""
+    g = torch.Generator().manual_seed(seed)
+    lam = 0.5 + 2.0 * torch.rand(*batch, n, generator=g, dtype=dtype)
+    return with_spectrum(lam, seed=seed + 1, dtype=dtype)
+
+
+def random_symmetric(n: int, *, seed: int = 0, batch: tuple[int, ...] = (), dtype=F64) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(*batch, n, n, generator=g, dtype=dtype)
+    return 0.5 * (X + X.mT)
+
+
+def identity(n: int, *, dtype=F64) -> Tensor:
+    return torch.eye(n, dtype=dtype)
+
+
+def repeated(n: int, k: int, *, value: float = 1.0, seed: int = 0, dtype=F64) -> Tensor:
+    """SPD with eigenvalue ``value`` repeated ``k`` times, the rest distinct in [2, 3]."""
+    rest = torch.linspace(2.0, 3.0, n - k, dtype=dtype)
+    return with_spectrum(
+        torch.cat([torch.full((k,), value, dtype=dtype), rest]), seed=seed, dtype=dtype
+    )
+
+
+def rank_deficient_factor(n: int, d: int, *, seed: int = 0, dtype=F64) -> Tensor:
+    """``F`` of shape ``(n, d)`` with ``n < d``: ``FᵀF`` has ``d − n`` zero eigenvalues."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=dtype) / d**0.5
+
+
+def rank_deficient(n: int, d: int, eps: float, *, seed: int = 0, dtype=F64) -> Tensor:
+    """``FᵀF + εI`` (d × d): eigenvalue ``ε`` repeated ``d − n`` times."""
+    F = rank_deficient_factor(n, d, seed=seed, dtype=dtype)
+    return F.mT @ F + eps * torch.eye(d, dtype=dtype)
+
+
+def near_degenerate(gap: float, n: int = 5, *, seed: int = 0, dtype=F64) -> Tensor:
+    """SPD whose two smallest eigenvalues are 1 and 1 + gap."""
+    lam = torch.cat(
+        [torch.tensor([1.0, 1.0 + gap], dtype=dtype), torch.linspace(2, 3, n - 2, dtype=dtype)]
+    )
+    return with_spectrum(lam, seed=seed, dtype=dtype)
+
+
+def scaled(scale: float, n: int = 5, *, seed: int = 0, dtype=F64) -> Tensor:
+    """``scale · random_spd``: tiny (1e-6) and huge (1e6) eigenvalue scales."""
+    return scale * random_spd(n, seed=seed, dtype=dtype)
+
+
+def tolerance(dtype: torch.dtype, n: int, norm: float = 1.0, *, factor: float = 1.0) -> float:
+    """Absolute tolerance ``factor · 32 · n · eps · max(1, norm)`` for forward comparisons.
+
+    Backward-stable eigensolvers give errors ``O(n eps ‖A‖)``; 32 covers the constants of
+    LAPACK's ``syevd`` and of the reconstruction ``U f(Σ) Uᵀ``.
+    """
+    return factor * 32 * n * float(torch.finfo(dtype).eps) * max(1.0, norm)
+
+
+def sym_param(fn):
+    """Wrap ``fn(A)`` as ``fn(sym(X))``: gradcheck perturbs entries one at a time."""
+    return lambda X, *args: fn(0.5 * (X + X.mT), *args)
