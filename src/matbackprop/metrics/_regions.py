@@ -171,8 +171,8 @@ def region_scores(seg: Any, gts: Sequence[Any]) -> RegionScores:
 
     Notes
     -----
-    Follows ``evaluation_reg_image.m`` for one threshold; see the module docstring for the
-    formulas. Accepts pre-validated, relabelled inputs via the private :func:`_region_scores`.
+    Follows ``evaluation_reg_image.m`` and ``match_segmentations*.m`` for one threshold; see
+    the module docstring for the formulas.
     """
     s = as_label_map(seg, "seg")
     g = as_label_maps(gts, "gts", s.shape)
