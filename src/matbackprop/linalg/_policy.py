@@ -12,9 +12,15 @@ Policies
 ``"zero"`` (default)
     ``K̃ᵢⱼ = 0`` when ``|σᵢ − σⱼ| <= rtol · max(|σ|)`` (per matrix), else ``1/(σᵢ − σⱼ)``. This
     is *exact* for every loss that is invariant to rotations inside a degenerate eigenspace
-    (e.g. a loss of eigenvalues only, or of the projector onto a block of eigenvectors that is
-    separated by a gap from the rest): for such losses the antisymmetric part of ``UᵀŪ`` inside
-    the block is zero, so the true coupling is zero.
+    for all nearby matrices too: losses that see the eigenvectors only through projectors onto
+    blocks separated from the rest by a gap (e.g. the top-k projector ``ZZᵀ`` of normalized
+    cuts) and the eigenvalues only through symmetric functions of each tied group. For such
+    losses the antisymmetric part of ``UᵀŪ`` inside the block vanishes identically, so the true
+    coupling is zero. (For the SVD, invariance to *joint* rotations of tied singular vectors,
+    e.g. the polar factor ``U_k V_kᵀ``, is also covered: only the ``1/(σⱼ − σᵢ)`` factor of
+    ``Kᵢⱼ = 1/(σᵢ² − σⱼ²)`` is dropped, the finite ``1/(σᵢ + σⱼ)`` factor is kept.)
+    Not covered: ``U f(Σ) Uᵀ`` with ``f`` splitting a tie -- it is invariant *at* the tie but
+    its gradient is the limit ``f′(σ)``; use :func:`~matbackprop.linalg.spectral_function`.
 ``"lorentzian"``
     ``K̃ᵢⱼ = (σᵢ − σⱼ) / ((σᵢ − σⱼ)² + β²)`` with ``β = broadening · max(|σ|)``: a smooth,
     biased but bounded regularisation (Liao et al., PRX 2019), for losses that are *not*

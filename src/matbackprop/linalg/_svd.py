@@ -13,8 +13,12 @@ forms agree. With ``full_matrices=True`` the complement columns ``U₂`` (or ``V
 only through their span ``range(U₁)^⊥``; for a loss invariant to rotations of ``U₂``, their
 gradient folds into ``Ū₁ ← Ū₁ − U₂ Ū₂ᵀ U₁`` (from ``U₁ᵀ dU₂ = −dU₁ᵀ U₂``).
 
-Degenerate pairs (``σᵢ² ≈ σⱼ²``) and numerically zero singular values (in ``Σ⁻¹``) follow the
-:class:`~matbackprop.linalg.DegeneracyPolicy`, relative to ``σ_max²`` and ``σ_max``.
+Degenerate pairs and numerically zero singular values (in ``Σ⁻¹``) follow the
+:class:`~matbackprop.linalg.DegeneracyPolicy`, relative to ``σ_max``. The policy acts on the
+factors of ``Kᵢⱼ = 1/((σᵢ − σⱼ)(σᵢ + σⱼ))`` separately, by writing
+``Kᵀ∘(AΣ + ΣB) = ½(A + B)/(σⱼ − σᵢ) + ½(A − B)/(σⱼ + σᵢ)`` (elementwise): only the first is
+singular at a tie, and for losses invariant to joint rotations of tied singular vectors its
+numerator ``A + B`` vanishes.
 """
 
 from __future__ import annotations
@@ -28,20 +32,30 @@ from ._policy import DEFAULT_POLICY, DegeneracyPolicy
 from ._validation import check_finite, check_float_dtype, check_matrix, require_tensor
 
 
-def _scales(S: Tensor) -> tuple[Tensor, Tensor]:
-    tiny = torch.finfo(S.dtype).tiny
-    smax = S.amax(dim=-1, keepdim=True).unsqueeze(-1).clamp_min(tiny)  # (..., 1, 1)
-    return smax, (smax * smax).clamp_min(tiny)
+def svd_coupling(S: Tensor, policy: DegeneracyPolicy) -> tuple[Tensor, Tensor, Tensor]:
+    """The two factors of ``Kᵀᵢⱼ = 1/(σⱼ² − σᵢ²) = 1/((σⱼ − σᵢ)(σⱼ + σᵢ))``, and ``Σ⁻¹``.
 
-
-def svd_coupling(S: Tensor, policy: DegeneracyPolicy) -> tuple[Tensor, Tensor]:
-    """``Kᵀ`` with ``(Kᵀ)ᵢⱼ = 1/(σⱼ² − σᵢ²)`` and ``Σ⁻¹`` as a vector, both regularised."""
-    smax, smax2 = _scales(S)
-    S2 = S * S
-    gaps = S2.unsqueeze(-2) - S2.unsqueeze(-1)  # (..., k, k): σⱼ² − σᵢ²
-    K_T = policy.inverse_gaps(gaps, smax2)
+    Returns ``(1/(σⱼ − σᵢ), 1/(σⱼ + σᵢ), 1/σ)``, each regularised by ``policy`` (relative to
+    ``σ_max``). Splitting ``K`` matters at ties: for a gauge-invariant loss only the
+    ``1/(σⱼ − σᵢ)`` part is singular (and its numerator vanishes), while the ``1/(σⱼ + σᵢ)``
+    part is a genuine, finite contribution that zeroing all of ``K`` would lose.
+    """
+    smax = S.amax(dim=-1, keepdim=True).unsqueeze(-1).clamp_min(torch.finfo(S.dtype).tiny)
+    diff_inv = policy.inverse_gaps(S.unsqueeze(-2) - S.unsqueeze(-1), smax)  # 1/(σⱼ − σᵢ)
+    sum_inv = policy.inverse_gaps(S.unsqueeze(-2) + S.unsqueeze(-1), smax)  # 1/(σⱼ + σᵢ)
+    sum_inv = sum_inv - torch.diag_embed(torch.diagonal(sum_inv, dim1=-2, dim2=-1))
     S_inv = policy.inverse_values(S.unsqueeze(-1), smax).squeeze(-1)  # (..., k)
-    return K_T, S_inv
+    return diff_inv, sum_inv, S_inv
+
+
+def coupled_rotation(A_skew: Tensor, B_skew: Tensor, S: Tensor, policy: DegeneracyPolicy):
+    """``Kᵀ ∘ (A Σ + Σ B)`` for antisymmetric ``A, B`` (the paper's SVD coupling), tie-safe.
+
+    With ``Kᵀᵢⱼ = 1/(σⱼ² − σᵢ²)``: ``(Aᵢⱼσⱼ + σᵢBᵢⱼ)/(σⱼ² − σᵢ²)
+    = ½(A + B)ᵢⱼ/(σⱼ − σᵢ) + ½(A − B)ᵢⱼ/(σⱼ + σᵢ)``.
+    """
+    diff_inv, sum_inv, _ = svd_coupling(S, policy)
+    return 0.5 * (A_skew + B_skew) * diff_inv + 0.5 * (A_skew - B_skew) * sum_inv
 
 
 class _SVD(torch.autograd.Function):
@@ -79,24 +93,27 @@ class _SVD(torch.autograd.Function):
             if grad_Vh is not None and n > k:
                 V2, gV2 = Vh[..., k:, :].mT, grad_Vh[..., k:, :].mT
                 gV1 = gV1 - V2 @ (gV2.mT @ V1)
-        K_T, S_inv = svd_coupling(S, ctx.policy)
-        inner = torch.zeros(*S.shape, k, dtype=S.dtype, device=S.device)  # (..., k, k)
-        if grad_S is not None:
-            inner = inner + torch.diag_embed(grad_S)  # (Σ̄)_diag
+        _, _, S_inv = svd_coupling(S, ctx.policy)
+        zeros = torch.zeros(*S.shape, k, dtype=S.dtype, device=S.device)  # (..., k, k)
+        J_skew = L_skew = zeros
         grad_A = None
         if gU1 is not None:
-            J = U1.mT @ gU1  # (..., k, k)
-            inner = inner + (K_T * (J - J.mT)) * S.unsqueeze(-2)  # (Kᵀ ∘ (J − Jᵀ)) Σ
+            J = U1.mT @ gU1  # (..., k, k): J = UᵀŪ
+            J_skew = J - J.mT
             if m > k:  # D-term: (I − UUᵀ) Ū Σ⁻¹ Vᵀ
                 D = (gU1 - U1 @ J) * S_inv.unsqueeze(-2)  # (..., m, k)
                 grad_A = D @ V1.mT
         if gV1 is not None:
-            L = V1.mT @ gV1  # (..., k, k)
-            inner = inner + S.unsqueeze(-1) * (K_T * (L - L.mT))  # Σ (Kᵀ ∘ (L − Lᵀ))
+            L = V1.mT @ gV1  # (..., k, k): L = VᵀV̄
+            L_skew = L - L.mT
             if n > k:  # U Σ⁻¹ V̄ᵀ (I − VVᵀ)
                 E = (gV1 - V1 @ L) * S_inv.unsqueeze(-2)  # (..., n, k)
                 term = U1 @ E.mT
                 grad_A = term if grad_A is None else grad_A + term
+        # Paper, Prop. 2: (Kᵀ ∘ (J − Jᵀ)) Σ + Σ (Kᵀ ∘ (L − Lᵀ)), Kᵢⱼ = 1/(σᵢ² − σⱼ²)
+        inner = coupled_rotation(J_skew, L_skew, S, ctx.policy)
+        if grad_S is not None:
+            inner = inner + torch.diag_embed(grad_S)  # + (Σ̄)_diag
         core = U1 @ inner @ V1.mT
         grad_A = core if grad_A is None else grad_A + core
         return grad_A, None, None
@@ -110,12 +127,14 @@ class _SVD(torch.autograd.Function):
             )
         U, S, Vh = ctx.saved_tensors
         V = Vh.mT
-        K_T, S_inv = svd_coupling(S, ctx.policy)
+        diff_inv, sum_inv, S_inv = svd_coupling(S, ctx.policy)
         dP = U.mT @ dA @ V  # (..., k, k): Uᵀ dX V
         dS = torch.diagonal(dP, dim1=-2, dim2=-1)
-        s_row, s_col = S.unsqueeze(-2), S.unsqueeze(-1)
-        dU = U @ (K_T * (dP * s_row + s_col * dP.mT))
-        dV = V @ (K_T * (s_col * dP + dP.mT * s_row))
+        # dU = U (Kᵀ ∘ (dP Σ + Σ dPᵀ)), dV = V (Kᵀ ∘ (Σ dP + dPᵀ Σ)), split as in coupled_rotation
+        sym_part = 0.5 * (dP + dP.mT) * diff_inv
+        skew_part = 0.5 * (dP - dP.mT) * sum_inv
+        dU = U @ (sym_part + skew_part)
+        dV = V @ (sym_part - skew_part)
         m, n = ctx.shape
         if m > S.shape[-1]:
             dAV = dA @ V
@@ -148,7 +167,7 @@ def svd(
     policy : DegeneracyPolicy, optional
         Handling of (near-)repeated singular values (``Kᵢⱼ`` of the paper) and of zero singular
         values (``Σ⁻¹`` in the D-term). Default ``"zero"`` with the per-dtype tolerance,
-        relative to ``σ_max²`` and ``σ_max``.
+        relative to ``σ_max``.
     check : bool
         Validate ``A`` (shape, dtype, finiteness). ``False`` skips it.
 
