@@ -49,5 +49,5 @@ def default_bsds_root() -> Path | None:
 
 
 def default_coco_root() -> Path | None:
-    """``$MATBACKPROP_COCO_ROOT``, else ``<shared>/data/coco-mini`` when it exists, else ``None``."""
+    """``$MATBACKPROP_COCO_ROOT``, else ``<shared>/data/coco-mini`` if it exists, else ``None``."""
     return _dataset_root(COCO_ENV, "coco-mini")
