@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,12 @@ def decode_coco_segmentation(segmentation: Any, height: int, width: int) -> np.n
                 rle["counts"] = rle["counts"].encode("ascii")
     else:
         raise ValueError(f"unknown segmentation form {type(segmentation).__name__}")
-    mask = mask_utils.decode(rle)
+    with warnings.catch_warnings():
+        # pycocotools built against NumPy 1 warns about `copy=False` on every decode.
+        warnings.filterwarnings(
+            "ignore", message="__array__ implementation", category=DeprecationWarning
+        )
+        mask = mask_utils.decode(rle)
     if mask.ndim == 3:
         mask = mask.max(axis=2)
     return mask.astype(bool)

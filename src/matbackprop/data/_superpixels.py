@@ -86,7 +86,8 @@ def slic_superpixels(
     ----------
     image : torch.Tensor or numpy.ndarray
         ``(3, H, W)`` or ``(1, H, W)`` tensor, or ``(H, W, 3)`` / ``(H, W)`` array, values in
-        ``[0, 1]`` (resampling overshoot up to 1e-3 is clipped). Colour images are clustered in CIELAB.
+        ``[0, 1]`` (resampling overshoot up to 1e-3 is clipped). Colour images are clustered
+        in CIELAB.
     n_segments : int, default 200
         Approximate number of superpixels (>= 1).
     compactness : float, default 10.0
