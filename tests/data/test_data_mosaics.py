@@ -15,6 +15,7 @@ from matbackprop.data import (
     MosaicSample,
     TextureMosaics,
     collate_mosaics,
+    mosaic_splits,
 )
 
 # -- small independent tools: adjusted Rand index, seeded k-means, Gaussian blur ----------------
@@ -103,6 +104,19 @@ def test_different_seeds_and_indices_differ():
     for i in range(4):
         assert not torch.equal(a[i].image, b[i].image)
     assert not torch.equal(a[0].image, a[1].image)
+
+
+def test_splits_use_disjoint_seeds():
+    splits = mosaic_splits(4, 3, 2, seed=1, size=32)
+    assert [len(splits[k]) for k in ("train", "val", "test")] == [4, 3, 2]
+    assert [splits[k].seed for k in ("train", "val", "test")] == [3, 4, 5]
+    assert mosaic_splits(1, 1, seed=0)["test"].seed == 2
+    images = [splits[k][i].image for k in splits for i in range(len(splits[k]))]
+    for a in range(len(images)):
+        for b in range(a + 1, len(images)):
+            assert not torch.equal(images[a], images[b])
+    with pytest.raises(ValueError, match="n_val"):
+        mosaic_splits(1, -1)
 
 
 # -- structure -----------------------------------------------------------------------------------

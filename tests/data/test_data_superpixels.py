@@ -190,3 +190,20 @@ def test_grid_lift_and_majority_round_trip():
     assert grid_majority_labels(image_labels, (2, 3)).tolist() == [1, 2, 3, 4, 5, 6]
     with pytest.raises(ValueError, match="grid_size"):
         lift_grid_labels(node_labels.reshape(-1), (9, 11))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_superpixel_ops_follow_the_cuda_device():
+    sp = grid_superpixels((12, 16), (3, 4))  # CPU map, CUDA features
+    feats = torch.randn(2, 4, 6, 8, device="cuda", requires_grad=True)
+    nodes = pool_to_superpixels(feats, sp)
+    assert nodes.device.type == "cuda" and nodes.shape == (2, 12, 4)
+    nodes.sum().backward()
+    assert feats.grad is not None and feats.grad.device.type == "cuda"
+    cpu = pool_to_superpixels(feats.detach().cpu(), sp)
+    torch.testing.assert_close(nodes.detach().cpu(), cpu)
+    labels = torch.randint(0, 3, (12, 16), device="cuda")
+    votes = majority_labels(labels, sp)
+    assert votes.device.type == "cuda"
+    assert torch.equal(votes.cpu(), majority_labels(labels.cpu(), sp))
+    assert lift_to_pixels(votes, sp).device.type == "cuda"

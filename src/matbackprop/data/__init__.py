@@ -23,6 +23,7 @@ from ._mosaics import (
     MosaicSample,
     TextureMosaics,
     collate_mosaics,
+    mosaic_splits,
 )
 from ._paths import default_bsds_root, default_coco_root, shared_root
 from ._superpixels import (
@@ -76,6 +77,7 @@ __all__ = [
     "lift_grid_labels",
     "lift_to_pixels",
     "majority_labels",
+    "mosaic_splits",
     "normalize",
     "pool_to_grid",
     "pool_to_superpixels",
