@@ -233,6 +233,20 @@ def test_annotators_of_different_sizes_raise(tmp_path):
         read_bsds_ground_truth(path)
 
 
+def test_struct_array_layout_reads_every_annotator(tmp_path):
+    import scipy.io
+
+    segs = [np.full((3, 4), k + 1, np.uint16) for k in range(3)]
+    array = np.empty((1, 3), dtype=[("Segmentation", object), ("Boundaries", object)])
+    for k, s in enumerate(segs):
+        array[0, k]["Segmentation"] = s
+        array[0, k]["Boundaries"] = np.zeros((3, 4), np.uint8)
+    scipy.io.savemat(str(tmp_path / "s.mat"), {"groundTruth": array})
+    got, bdrys = read_bsds_ground_truth(tmp_path / "s.mat", boundaries=True)
+    assert [int(g.max()) for g in got] == [1, 2, 3]
+    assert len(bdrys) == 3
+
+
 def test_float_labels_accepted_only_when_integral(tmp_path):
     import scipy.io
 

@@ -79,11 +79,11 @@ def _integral_label_map(array: Any, path: Path, what: str) -> np.ndarray:
 
 
 def _unwrap_cell(value: Any, path: Path, what: str) -> Any:
-    # MATLAB struct fields load as (1, 1) object arrays holding the value.
-    if isinstance(value, np.ndarray) and value.dtype == object:
+    # MATLAB cells and struct fields load as (1, 1) object arrays holding the value.
+    while isinstance(value, np.ndarray) and value.dtype == object:
         if value.size != 1:
             raise DataFileError(path, f"{what} must hold a single array, got {value.shape}")
-        return value.reshape(-1)[0]
+        value = value.reshape(-1)[0]
     return value
 
 
@@ -131,7 +131,13 @@ def read_bsds_ground_truth(
     cell = content[_GT_KEY]
     if not isinstance(cell, np.ndarray) or cell.size == 0:
         raise DataFileError(path, f"'{_GT_KEY}' must be a non-empty cell array")
-    entries = list(cell.reshape(-1)) if cell.dtype == object else [cell]
+    if cell.dtype == object:  # a cell array of (1, 1) structs: the official layout
+        entries = list(cell.reshape(-1))
+    elif cell.dtype.names:  # a 1 x K struct array
+        flat = cell.reshape(-1)
+        entries = [flat[k : k + 1] for k in range(flat.size)]
+    else:
+        raise DataFileError(path, f"'{_GT_KEY}' must be a cell or struct array, got {cell.dtype}")
     segs: list[np.ndarray] = []
     bdrys: list[np.ndarray] = []
     for k, entry in enumerate(entries):
@@ -141,7 +147,7 @@ def read_bsds_ground_truth(
             raise DataFileError(
                 path, f"{_GT_KEY}{{{k + 1}}} is not a struct with a 'Segmentation' field"
             )
-        seg = _unwrap_cell(entry["Segmentation"].reshape(-1)[0], path, "Segmentation")
+        seg = _unwrap_cell(entry["Segmentation"], path, "Segmentation")
         seg = _integral_label_map(seg, path, f"{_GT_KEY}{{{k + 1}}}.Segmentation")
         if seg.min() < 0:
             raise DataFileError(path, f"{_GT_KEY}{{{k + 1}}}.Segmentation has negative labels")
@@ -155,7 +161,7 @@ def read_bsds_ground_truth(
         if boundaries:
             if "Boundaries" not in names:
                 raise DataFileError(path, f"{_GT_KEY}{{{k + 1}}} has no 'Boundaries' field")
-            bd = _unwrap_cell(entry["Boundaries"].reshape(-1)[0], path, "Boundaries")
+            bd = _unwrap_cell(entry["Boundaries"], path, "Boundaries")
             bd = _integral_label_map(bd, path, f"{_GT_KEY}{{{k + 1}}}.Boundaries")
             if bd.shape != seg.shape:
                 raise DataFileError(

@@ -317,7 +317,8 @@ class COCORegions(Dataset):
                 area = float(ann["area"])
                 iscrowd = int(ann.get("iscrowd", 0))
                 ann_id = int(ann["id"])
-                ann["segmentation"]
+                if "segmentation" not in ann:
+                    raise KeyError("segmentation")
             except (KeyError, TypeError, ValueError) as exc:
                 raise self._bad(f"malformed 'annotations' entry ({exc!r})") from exc
             if image_id not in images:
