@@ -1,1 +1,94 @@
-"""matbackprop.data (under construction)."""
+"""Data sets, embedded synthetic data, superpixels and preprocessing.
+
+Heavy dependencies (scikit-image, pycocotools, scipy, Pillow) are imported lazily inside the
+functions that need them, so ``import matbackprop.data`` stays light.
+"""
+
+from ._bsds import (
+    BSDS500,
+    BSDSFiles,
+    BSDSSample,
+    label_boundaries,
+    read_bsds_ground_truth,
+    save_bsds_ground_truth,
+)
+from ._coco import COCORegions, COCOSample, decode_coco_segmentation, resize_masks
+from ._collate import collate_list
+from ._errors import DataFileError
+from ._grid import grid_majority_labels, lift_grid_labels, pool_to_grid
+from ._images import read_rgb_image
+from ._mosaics import (
+    TEXTURE_FAMILIES,
+    MosaicBatch,
+    MosaicSample,
+    TextureMosaics,
+    collate_mosaics,
+    mosaic_splits,
+)
+from ._paths import default_bsds_root, default_coco_root, shared_root
+from ._superpixels import (
+    grid_superpixels,
+    lift_to_pixels,
+    majority_labels,
+    pool_to_superpixels,
+    relabel_contiguous,
+    slic_superpixels,
+)
+from ._transforms import (
+    EFFICIENTNET_LITE_MEAN,
+    EFFICIENTNET_LITE_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NORMALIZATIONS,
+    denormalize,
+    keep_aspect_size,
+    normalize,
+    resize_image,
+    resize_keep_aspect,
+    resize_labels,
+)
+
+__all__ = [
+    "BSDS500",
+    "EFFICIENTNET_LITE_MEAN",
+    "EFFICIENTNET_LITE_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "NORMALIZATIONS",
+    "TEXTURE_FAMILIES",
+    "BSDSFiles",
+    "BSDSSample",
+    "COCORegions",
+    "COCOSample",
+    "DataFileError",
+    "MosaicBatch",
+    "MosaicSample",
+    "TextureMosaics",
+    "collate_list",
+    "collate_mosaics",
+    "decode_coco_segmentation",
+    "default_bsds_root",
+    "default_coco_root",
+    "denormalize",
+    "grid_majority_labels",
+    "grid_superpixels",
+    "keep_aspect_size",
+    "label_boundaries",
+    "lift_grid_labels",
+    "lift_to_pixels",
+    "majority_labels",
+    "mosaic_splits",
+    "normalize",
+    "pool_to_grid",
+    "pool_to_superpixels",
+    "read_bsds_ground_truth",
+    "read_rgb_image",
+    "relabel_contiguous",
+    "resize_image",
+    "resize_keep_aspect",
+    "resize_labels",
+    "resize_masks",
+    "save_bsds_ground_truth",
+    "shared_root",
+    "slic_superpixels",
+]
