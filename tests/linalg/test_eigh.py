@@ -62,7 +62,7 @@ def test_gradcheck_gauge_invariant_losses(case):
     def fn(X):
         # evaluate at the original scale, undo it on the outputs so gradcheck's tolerances apply
         out = gauge_invariant_losses(scale * X, k)
-        return tuple(t / scale**p for t, p in zip(out, powers))
+        return tuple(t / scale**p for t, p in zip(out, powers, strict=True))
 
     X = (A / scale).clone().requires_grad_()
     assert gradcheck(fn, (X,))

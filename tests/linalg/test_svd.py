@@ -147,7 +147,7 @@ def test_adjoint_dot_product():
     tangents = torch.func.jvp(lambda X: svd(X, check=False), (A,), (dA,))[1]
     _, vjp = torch.func.vjp(lambda X: svd(X, check=False), A)
     (gA,) = vjp(g)
-    lhs = sum((t * c).sum() for t, c in zip(tangents, g))
+    lhs = sum((t * c).sum() for t, c in zip(tangents, g, strict=True))
     torch.testing.assert_close(lhs, (dA * gA).sum())
 
 
