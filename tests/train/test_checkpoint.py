@@ -1,5 +1,7 @@
 """Atomic checkpoint writes, checkpoint reading and RNG state capture."""
 
+# ruff: noqa: NPY002  (the legacy global NumPy RNG is what is being checkpointed)
+
 from __future__ import annotations
 
 import random
@@ -14,6 +16,7 @@ from train_helpers import subprocess_env
 
 from matbackprop.data import _errors
 from matbackprop.train import (
+    _checkpoint,
     atomic_save,
     capture_rng_state,
     load_checkpoint,
@@ -21,7 +24,6 @@ from matbackprop.train import (
     remove_stale_temporaries,
     restore_rng_state,
 )
-from matbackprop.train import _checkpoint
 
 
 def test_atomic_save_roundtrip(tmp_path):

@@ -89,7 +89,8 @@ TOY_SCRIPT = textwrap.dedent(
         x, y, idx = batch
         seen.extend(int(i) for i in idx)
         logits = model(x)
-        return torch.nn.functional.cross_entropy(logits, y), {"acc": (logits.argmax(1) == y).float().mean()}
+        acc = (logits.argmax(1) == y).float().mean()
+        return torch.nn.functional.cross_entropy(logits, y), {"acc": acc}
 
     cfg = TrainConfig(name="toy", out_dir=args.out_dir, steps=args.steps, batch_size=4,
                       checkpoint_every=1, log_every=1, progress=False, device="cpu")

@@ -14,6 +14,7 @@ the data order position are all in the checkpoint).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import os
 import sys
@@ -350,12 +351,16 @@ class Trainer:
         device = resolve_device(self.config.device)
         ctx = init_distributed(device)
         logger = RunLogger(self.run_dir, enabled=ctx.is_main)
+        self._coordinated_exit = True
         try:
             with _deterministic_mode(self.config.deterministic), StopRequest() as stop:
                 return self._run(ctx, device, resume_from, stop, logger)
         finally:
             logger.close()
-            cleanup_distributed(ctx)
+            # Destroying the group is collective: after an exception that only some ranks
+            # raised (e.g. inside loss_fn) it could hang, so it is then left to process exit.
+            if self._coordinated_exit:
+                cleanup_distributed(ctx)
 
     # ------------------------------------------------------------------------------ the run
 
@@ -514,10 +519,20 @@ class Trainer:
                 ):
                     reason = "final" if run.step == total_steps else "periodic"
                     self._save(ctx, run, model, optimizer, order, logger, reason)
+        except BaseException as exc:
+            # errors raised in lockstep by every rank (bad data, non-finite gradients) keep the
+            # process group usable; anything else may have left the ranks out of step
+            self._coordinated_exit = getattr(exc, "_raised_by_all_ranks", False)
+            raise
         finally:
             stream.close()
             if bar is not None:
                 bar.close()
+            if ctx.is_distributed:
+                # free the DDP reducer (it hooks into the model's parameters) while the process
+                # group still exists, rather than at interpreter exit
+                del train_model
+                gc.collect()
 
         logger.log({"event": "end", "step": run.step, "interrupted": run.signal is not None,
                     "loss": run.last_loss, "time": run.elapsed()})
@@ -759,12 +774,14 @@ class Trainer:
         logger.flush()
         if failure is not None:
             failure.add_note(note)
+            failure._raised_by_all_ranks = True  # type: ignore[attr-defined]
             raise failure
         if first["type"] == "DataFileError":
             error: Exception = DataFileError(first["path"], first["reason"])
         else:
             error = RuntimeError(f"rank {first['rank']} failed: {first['message']}")
         error.add_note(f"(raised on rank {first['rank']}) " + note)
+        error._raised_by_all_ranks = True  # type: ignore[attr-defined]
         raise error
 
     def _fail_on_nonfinite(
@@ -781,7 +798,9 @@ class Trainer:
         )
         logger.log({"event": "stop", "step": run.step, "reason": "nonfinite", "message": message})
         logger.flush()
-        raise FloatingPointError(message)
+        error = FloatingPointError(message)
+        error._raised_by_all_ranks = True  # type: ignore[attr-defined]
+        raise error
 
 
 @dataclass
