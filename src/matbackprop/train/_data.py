@@ -12,8 +12,10 @@ and every batch has the same size.
 trainer stores it in checkpoints; resuming recomputes the epoch's permutation and starts at
 ``offset`` without touching the skipped items.
 
-**Fetching.** Item ``i`` of epoch ``e`` is fetched as ``dataset[i]`` inside
-:func:`~matbackprop.train.reseeded` with a seed derived from ``(seed, e, i)``: random
+**Fetching.** Item ``i`` of epoch ``e`` is fetched as ``dataset[i]`` right after seeding
+Python ``random``, ``np.random`` and torch's CPU generator with a seed derived from
+``(seed, e, i)`` (the states of the main process are saved before and restored after each batch,
+workers need no restoring): random
 augmentation drawn from Python ``random``, ``np.random`` or torch's CPU generator is a function
 of ``(seed, e, i)`` only -- the same with or without workers, before or after a resume -- and
 does not disturb the model-side random streams. With ``num_workers > 0`` items are fetched by a
@@ -37,7 +39,7 @@ import numpy as np
 import torch
 
 from matbackprop.data._errors import DataFileError
-from matbackprop.train._rng import reseeded
+from matbackprop.train._rng import preserved_cpu_rng, seed_cpu_generators
 
 __all__ = ["BadItem", "BatchStream", "DataOrder", "StreamPosition"]
 
@@ -140,11 +142,11 @@ class _SeededFetch(torch.utils.data.Dataset):
 
     def __getitem__(self, key: tuple[int, int, int]) -> tuple[int, Any]:
         epoch, index, seed = key
-        with reseeded(seed):
-            try:
-                return index, self.dataset[index]
-            except DataFileError as exc:
-                return index, BadItem(index, str(exc.path), exc.reason, epoch)
+        seed_cpu_generators(seed)  # the caller saves and restores the global states
+        try:
+            return index, self.dataset[index]
+        except DataFileError as exc:
+            return index, BadItem(index, str(exc.path), exc.reason, epoch)
 
 
 class _Keys:
@@ -241,6 +243,10 @@ class BatchStream:
         RuntimeError
             With ``skip_bad``, if a whole shard's worth of consecutive items is bad.
         """
+        with preserved_cpu_rng():  # fetching in this process reseeds the global generators
+            return self._next_batch()
+
+    def _next_batch(self) -> tuple[Any, list[BadItem], StreamPosition]:
         items: list[Any] = []
         skipped: list[BadItem] = []
         consecutive_bad = 0

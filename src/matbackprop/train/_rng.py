@@ -6,8 +6,10 @@ global ``np.random`` and torch's default CPU generator (plus one per CUDA device
 - seeds them with :func:`seed_everything` at the start of a fresh run,
 - stores them with :func:`capture_rng_state` in every checkpoint and puts them back with
   :func:`restore_rng_state` on resume,
-- fetches every data item inside :func:`reseeded` (item-specific seeds, previous states put back
-  afterwards), so that data augmentation neither depends on nor perturbs the model-side streams,
+- seeds the CPU generators with :func:`seed_cpu_generators` before fetching each data item
+  (item-specific seeds; the main process's states are put back after each batch with
+  :func:`preserved_cpu_rng`), so that data augmentation neither depends on nor perturbs the
+  model-side streams,
 - runs ``eval_fn`` inside :func:`preserved_rng` so evaluation never changes training.
 
 Captured states contain only tensors, ints, floats, strings, lists and dicts, so checkpoints load
@@ -25,7 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["capture_rng_state", "preserved_rng", "reseeded", "restore_rng_state", "seed_everything"]
+__all__ = [
+    "capture_rng_state",
+    "preserved_cpu_rng",
+    "preserved_rng",
+    "restore_rng_state",
+    "seed_cpu_generators",
+    "seed_everything",
+]
 
 
 def seed_everything(seed: int) -> None:
@@ -53,7 +62,10 @@ def _cuda_ready() -> bool:
 
 
 def capture_rng_state() -> dict[str, Any]:
-    """Snapshot of all global RNG states (Python, NumPy, torch CPU, CUDA if initialised)."""
+    """Snapshot of the global RNG states: Python, NumPy, torch CPU and the current CUDA device.
+
+    The CUDA state is included only when CUDA is initialised (a CPU run never initialises it).
+    """
     np_state = np.random.get_state(legacy=False)
     py_version, py_internal, py_gauss = random.getstate()
     return {
@@ -65,15 +77,16 @@ def capture_rng_state() -> dict[str, Any]:
             "gauss": float(np_state["gauss"]),
         },
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if _cuda_ready() else [],
+        # only the current device: the one this process (rank) trains on
+        "cuda": [torch.cuda.get_rng_state()] if _cuda_ready() else [],
     }
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
     """Put back a snapshot taken by :func:`capture_rng_state`.
 
-    CUDA states are restored when CUDA is available and the device count matches; otherwise
-    they are ignored (e.g. resuming a GPU run on CPU).
+    The CUDA state goes to the current CUDA device when CUDA is available; otherwise it is
+    ignored (e.g. resuming a GPU run on CPU).
 
     Raises
     ------
@@ -97,8 +110,8 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         cuda = state.get("cuda") or []
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"`state` is not an RNG snapshot ({exc})") from exc
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda[0])
 
 
 @contextmanager
@@ -111,19 +124,22 @@ def preserved_rng() -> Iterator[None]:
         restore_rng_state(state)
 
 
-@contextmanager
-def reseeded(seed: int) -> Iterator[None]:
-    """Run a block with Python/NumPy/torch-CPU RNGs seeded from ``seed``, then restore them.
-
-    Cheaper than :func:`preserved_rng` (CUDA generators are left alone); used around every item
-    fetch, with a seed derived from ``(config seed, epoch, item index)``.
-    """
-    py_state = random.getstate()
-    np_state = np.random.get_state()
-    torch_state = torch.get_rng_state()
+def seed_cpu_generators(seed: int) -> None:
+    """Seed Python ``random``, NumPy's global RNG and torch's CPU generator (not CUDA)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.default_generator.manual_seed(seed)
+
+
+@contextmanager
+def preserved_cpu_rng() -> Iterator[None]:
+    """Run a block and put the Python, NumPy and torch-CPU RNG states back afterwards.
+
+    Cheaper than :func:`preserved_rng` (CUDA generators are left alone).
+    """
+    py_state = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    torch_state = torch.get_rng_state()
     try:
         yield
     finally:
