@@ -102,7 +102,7 @@ def _signal_at(step_to_signal, signum=signal.SIGTERM):
     return loss_fn
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_at_boundary_and_resume_is_exact(tmp_path, capsys, signum):
     cfg = make_config(tmp_path / "a", checkpoint_every=100)
     reference = fresh_model(cfg)
