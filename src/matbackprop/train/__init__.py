@@ -1,1 +1,88 @@
-"""matbackprop.train (under construction)."""
+"""matbackprop.train: configuration, the generic trainer, checkpoints and DDP helpers.
+
+One trainer serves every task. The pieces, in the order a training script uses them:
+
+- config: :class:`TrainConfig` (with :class:`OptimConfig`, :class:`ScheduleConfig`),
+  :func:`load_config` (TOML/YAML), :func:`apply_overrides` (``"optim.lr=0.01"``),
+  :func:`config_from_dict`, :func:`config_to_dict`, :func:`save_config`;
+- setup: :func:`seed_everything`, :func:`is_main_process`, :func:`get_rank`,
+  :func:`get_world_size`;
+- loop: :class:`Trainer` (``Trainer(config, model, dataset, loss_fn).fit(resume=...)``);
+- checkpoints: :func:`atomic_save`, :func:`load_checkpoint`, :func:`load_model_weights`;
+- helpers: :func:`build_optimizer`, :class:`LRSchedule`, :func:`resolve_total_steps`,
+  :func:`move_to_device`, :func:`unwrap_model`, :func:`capture_rng_state`,
+  :func:`restore_rng_state`, :class:`DataOrder`.
+
+Example
+-------
+>>> from matbackprop.train import Trainer, TrainConfig, seed_everything
+>>> cfg = TrainConfig(name="toy", steps=100, batch_size=16)       # doctest: +SKIP
+>>> seed_everything(cfg.seed)                                     # doctest: +SKIP
+>>> model = build_model()                                         # doctest: +SKIP
+>>> def loss_fn(model, batch):                                    # doctest: +SKIP
+...     x, y = batch
+...     loss = torch.nn.functional.cross_entropy(model(x), y)
+...     return loss, {"acc": (model(x).argmax(1) == y).float().mean()}
+>>> summary = Trainer(cfg, model, dataset, loss_fn).fit(resume="auto")  # doctest: +SKIP
+"""
+
+from matbackprop.train._checkpoint import (
+    atomic_save,
+    load_checkpoint,
+    load_model_weights,
+    remove_stale_temporaries,
+)
+from matbackprop.train._config import (
+    OptimConfig,
+    ScheduleConfig,
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
+from matbackprop.train._data import DataOrder, StreamPosition
+from matbackprop.train._distributed import (
+    DistributedContext,
+    get_rank,
+    get_world_size,
+    init_distributed,
+    is_main_process,
+    resolve_device,
+)
+from matbackprop.train._optim import LRSchedule, build_optimizer
+from matbackprop.train._rng import capture_rng_state, restore_rng_state, seed_everything
+from matbackprop.train._trainer import Trainer, move_to_device, resolve_total_steps, unwrap_model
+
+__all__ = [
+    "DataOrder",
+    "DistributedContext",
+    "LRSchedule",
+    "OptimConfig",
+    "ScheduleConfig",
+    "StreamPosition",
+    "TrainConfig",
+    "Trainer",
+    "apply_overrides",
+    "atomic_save",
+    "build_optimizer",
+    "capture_rng_state",
+    "config_from_dict",
+    "config_to_dict",
+    "get_rank",
+    "get_world_size",
+    "init_distributed",
+    "is_main_process",
+    "load_checkpoint",
+    "load_config",
+    "load_model_weights",
+    "move_to_device",
+    "remove_stale_temporaries",
+    "resolve_device",
+    "resolve_total_steps",
+    "restore_rng_state",
+    "save_config",
+    "seed_everything",
+    "unwrap_model",
+]

@@ -1,0 +1,173 @@
+"""Atomic checkpoint files.
+
+A checkpoint is written to a temporary file in the *same directory* as its destination, flushed
+and ``fsync``-ed, then moved over the destination with ``os.replace`` (atomic on POSIX and
+Windows) and the directory is ``fsync``-ed. A crash at any moment therefore leaves either the
+previous complete file or the new complete file, never a truncated one; a crash between write
+and rename leaves a stray ``.<name>.*.tmp`` file, which :func:`remove_stale_temporaries` deletes.
+
+Checkpoint contents written by the :class:`~matbackprop.train.Trainer` (``last.pt``):
+
+``format`` ("matbackprop.train"), ``version`` (1), ``step``, ``total_steps``, ``model`` (state
+dict of the unwrapped model), ``optimizer`` (state dict), ``extra`` (``extra_state.state_dict()``
+or None), ``rng`` (one :func:`~matbackprop.train.capture_rng_state` per rank), ``data``
+(``world_size``, ``num_items``, ``seed``, per-rank ``positions`` ``[epoch, offset]``), ``config``
+(the run config as a plain dict), ``train_config`` (the ``TrainConfig`` dict), ``last_loss``,
+``elapsed`` (training seconds so far), ``reason`` ("periodic", "final", "signal", "error").
+Everything is plain data or tensors, so it loads with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["atomic_save", "load_checkpoint", "load_model_weights", "remove_stale_temporaries"]
+
+CHECKPOINT_FORMAT = "matbackprop.train"
+CHECKPOINT_VERSION = 1
+
+
+def _fsync_directory(directory: Path) -> None:
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    try:
+        fd = os.open(directory, flags)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (temp file + fsync + ``os.replace``).
+
+    Parameters
+    ----------
+    obj : object
+        Anything ``torch.save`` accepts.
+    path : str or Path
+        Destination; its parent directory is created if needed.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Notes
+    -----
+    If anything fails (or the process is interrupted by an exception) before the rename, the
+    temporary file is removed and the previous ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete ``.*.tmp`` files left by an :func:`atomic_save` that was killed before its rename.
+
+    Returns the removed paths. Only call this when no other process writes into ``directory``.
+    """
+    directory = Path(directory)
+    removed = []
+    if directory.is_dir():
+        for tmp in directory.glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", weights_only: bool = True
+) -> dict[str, Any]:
+    """Read a checkpoint file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.pt`` file, e.g. ``runs/<name>/last.pt``.
+    map_location : str or torch.device
+        Where tensors are loaded (default CPU).
+    weights_only : bool
+        Use torch's restricted unpickler (default). Set False only for trusted files whose
+        ``extra`` state holds custom objects.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    matbackprop.data.DataFileError
+        If it cannot be read or is not a dict.
+    """
+    from matbackprop.data._errors import DataFileError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise DataFileError(path, f"cannot read checkpoint ({exc})") from exc
+    if not isinstance(state, dict):
+        raise DataFileError(path, f"checkpoint must hold a dict, got {type(state).__name__}")
+    return state
+
+
+def load_model_weights(
+    model: torch.nn.Module, path: str | Path, strict: bool = True
+) -> dict[str, Any]:
+    """Load the ``model`` entry of a trainer checkpoint into ``model`` (e.g. for evaluation).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The *unwrapped* model, built with the same architecture.
+    path : str or Path
+        Checkpoint written by the trainer (or any dict with a ``"model"`` state dict).
+    strict : bool
+        Passed to ``load_state_dict``.
+
+    Returns
+    -------
+    dict
+        The whole checkpoint (for ``step``, ``config``, ...).
+
+    Raises
+    ------
+    matbackprop.data.DataFileError
+        If the file has no ``model`` entry.
+    """
+    from matbackprop.data._errors import DataFileError
+
+    state = load_checkpoint(path)
+    if "model" not in state:
+        raise DataFileError(path, "checkpoint has no `model` entry")
+    model.load_state_dict(state["model"], strict=strict)
+    return state
