@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from train_helpers import subprocess_env
+from .train_helpers import subprocess_env
 
 from matbackprop.data import _errors
 from matbackprop.train import (

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from train_helpers import ToyDataset
+from .train_helpers import ToyDataset
 
 from matbackprop.data import _errors
 from matbackprop.train import DataOrder, StreamPosition

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch.distributed as dist
-from train_helpers import subprocess_env
+from .train_helpers import subprocess_env
 
 from matbackprop.train import DataOrder, StreamPosition, load_checkpoint
 

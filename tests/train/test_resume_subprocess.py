@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import run_script, subprocess_env
+from .train_helpers import run_script, subprocess_env
 
 from matbackprop.train import load_checkpoint
 

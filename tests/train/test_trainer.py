@@ -9,7 +9,7 @@ import signal
 
 import pytest
 import torch
-from train_helpers import ToyDataset, toy_loss, toy_model
+from .train_helpers import ToyDataset, toy_loss, toy_model
 
 from matbackprop.data import _errors
 from matbackprop.train import (
