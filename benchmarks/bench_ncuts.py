@@ -11,9 +11,10 @@ non-negative features ``F (1, m, d)`` followed by :func:`ncuts_loss` against a r
 
 Routes: ``lowrank`` (thin SVD of ``D^-½F``, the default), ``lowrank-gram`` (eigh of the
 ``d × d`` Gram matrix) and ``dense`` (forms ``W = FFᵀ`` and runs the full ``m × m`` eigh). The
-dense route is skipped where its estimated memory (``8 m²`` floats) or time (cubic
-extrapolation from the largest dense size measured, else a nominal 5 GFLOP/s for ``30 m³``
-flops) exceeds the limits.
+dense route is timed over at most ``--dense-repeats`` (3) runs, and skipped where its estimated
+memory (``8 m²`` floats, ``--dense-mem-limit-gib`` 6) or total time (cubic extrapolation from the
+largest dense size measured, else a nominal 5 GFLOP/s for ``30 m³`` flops;
+``--dense-time-limit-s`` 600) exceeds the limits.
 
 Usage::
 
@@ -88,7 +89,9 @@ def _worker(args: argparse.Namespace) -> dict:
     return {"times_s": times, "maxrss_mib": _maxrss_mib(), "eigengap": gap}
 
 
-def _run_worker(script: Path, route: str, m: int, cfg: argparse.Namespace) -> dict:
+def _run_worker(
+    script: Path, route: str, m: int, cfg: argparse.Namespace, repeats: int | None = None
+) -> dict:
     cmd = [
         sys.executable,
         str(script),
@@ -102,7 +105,7 @@ def _run_worker(script: Path, route: str, m: int, cfg: argparse.Namespace) -> di
         "--k",
         str(cfg.k),
         "--repeats",
-        str(cfg.repeats),
+        str(cfg.repeats if repeats is None else repeats),
         "--dtype",
         cfg.dtype,
         "--threads",
@@ -116,20 +119,24 @@ def _run_worker(script: Path, route: str, m: int, cfg: argparse.Namespace) -> di
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _dense_estimate(m: int, itemsize: int, calibration: tuple[int, float] | None, cfg) -> tuple:
+def _dense_estimate(
+    m: int, itemsize: int, calibration: tuple[int, float] | None, repeats: int
+) -> tuple[float, float]:
+    """Estimated peak memory (GiB) and total time (s, warm-up + repeats) of the dense route."""
     mem_gib = DENSE_BUFFERS * m * m * itemsize / 2**30
     if calibration is not None:
         m_ref, t_ref = calibration
         per_run = t_ref * (m / m_ref) ** 3
     else:
         per_run = DENSE_FLOPS_PER_M3 * m**3 / NOMINAL_FLOPS
-    return mem_gib, per_run * (cfg.repeats + 1)
+    return mem_gib, per_run * (repeats + 1)
 
 
 def _table(rows: list[dict], cfg) -> str:
     lines = [
         f"NCuts layer + loss, fwd+bwd, d={cfg.d}, k={cfg.k}, {cfg.dtype}, CPU "
-        f"({cfg.threads or 'default'} threads); median of {cfg.repeats} after 1 warm-up",
+        f"({cfg.threads or 'default'} threads); median of {cfg.repeats} runs (dense: "
+        f"{min(cfg.repeats, cfg.dense_repeats)}) after 1 warm-up",
         "",
         "| m | route | time (s) | peak RSS above idle (MiB) | note |",
         "|---:|:---|---:|---:|:---|",
@@ -157,7 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--dense-mem-limit-gib", type=float, default=6.0)
-    p.add_argument("--dense-time-limit-s", type=float, default=180.0)
+    p.add_argument("--dense-time-limit-s", type=float, default=600.0)
+    p.add_argument("--dense-repeats", type=int, default=3, help="timed repeats of the dense route")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     # internal
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -193,8 +201,10 @@ def main(argv: list[str] | None = None) -> dict:
     for m in sizes:
         for route in routes:
             row: dict = {"m": m, "route": route, "d": cfg.d, "k": cfg.k}
+            repeats = cfg.repeats
             if route == "dense":
-                mem, est = _dense_estimate(m, itemsize, calibration, cfg)
+                repeats = min(cfg.repeats, cfg.dense_repeats)
+                mem, est = _dense_estimate(m, itemsize, calibration, repeats)
                 row.update(est_mem_gib=mem, est_time_s=est)
                 if mem > cfg.dense_mem_limit_gib or est > cfg.dense_time_limit_s:
                     row["status"] = "skipped"
@@ -203,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
                         f"m={m} dense: skipped (est. {mem:.1f} GiB / {est:.0f} s)", file=sys.stderr
                     )
                     continue
-            out = _run_worker(script, route, m, cfg)
+            out = _run_worker(script, route, m, cfg, repeats)
             row.update(
                 status="ok",
                 times_s=out["times_s"],
@@ -235,6 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
             "quick": cfg.quick,
             "dense_mem_limit_gib": cfg.dense_mem_limit_gib,
             "dense_time_limit_s": cfg.dense_time_limit_s,
+            "dense_repeats": min(cfg.repeats, cfg.dense_repeats),
         },
         "method": (
             "time: median of repeats (fwd+bwd of NormalizedCuts + ncuts_loss) after one warm-up; "

@@ -19,6 +19,7 @@ from matbackprop.linalg import DegeneracyPolicy
 
 from ._affinity import DEFAULT_DEGREE_FLOOR, NONNEG_CHOICES, Nonneg, nonnegative_features
 from ._dense import dense_spectrum
+from ._loss import segment_counts
 from ._lowrank import SOLVER_CHOICES, Solver, lowrank_spectrum
 from ._result import (
     NCutsResult,
@@ -372,12 +373,29 @@ class NormalizedCuts(nn.Module):
     ) -> NCutsResult:
         """Embed ``x`` (features ``(B, m, d)`` or, for ``route="affinity"``, ``W (B, m, m)``).
 
-        ``k`` defaults to the number of segments of ``labels (B, m)`` per image (ignoring
-        ``ignore_index``), else to the module's ``k``.
+        Parameters
+        ----------
+        x : Tensor, shape (B, m, d) or (B, m, m)
+            Node features (routes ``"lowrank"``/``"dense"``) or the affinity (``"affinity"``).
+        k : int or sequence / tensor of length B, optional
+            Eigenvectors per image. Default: the number of segments of ``labels`` per image,
+            else the module's ``k``.
+        labels : Tensor, shape (B, m), optional
+            Ground-truth labels, used only to infer ``k`` (see :func:`segment_counts`).
+        ignore_index : int, optional
+            Label not counted as a segment when inferring ``k``.
+
+        Returns
+        -------
+        NCutsResult
+
+        Raises
+        ------
+        ValueError
+            As :func:`normalized_cuts` / :func:`normalized_cuts_affinity`; also when ``labels``
+            does not have shape ``(B, m)`` or no ``k`` is available.
         """
         if k is None and labels is not None:
-            from ._loss import segment_counts
-
             k = segment_counts(labels, ignore_index=ignore_index)
             x = require_tensor(x, "x")
             if x.ndim >= 2 and labels.shape != x.shape[:2]:
