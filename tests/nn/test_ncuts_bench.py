@@ -27,11 +27,11 @@ def test_benchmark_quick_mode_writes_json(tmp_path, capsys):
     assert {(r["m"], r["route"]) for r in rows} == {(128, "lowrank"), (128, "dense")}
     for row in rows:
         assert row["status"] == "ok"
-        assert {"time_s_median", "times_s", "peak_rss_mib", "eigengap"} <= set(row)
+        assert {"time_s_median", "time_s_min", "times_s", "peak_rss_mib", "eigengap"} <= set(row)
         assert row["time_s_median"] > 0 and len(row["times_s"]) == saved["config"]["repeats"]
     assert "128" in saved["speedup_dense_over_lowrank"]
     table = capsys.readouterr().out
-    assert "| m | route | time (s) |" in table
+    assert "| m | route | median time (s) |" in table
 
 
 def test_benchmark_skips_dense_route_above_the_limits(tmp_path, capsys):

@@ -5,7 +5,7 @@ explicitly from features (to compare with the low-rank route). Uses
 :func:`matbackprop.linalg.eigh` with the zero-coupling
 :class:`~matbackprop.linalg.DegeneracyPolicy`:
 exact for the gauge-invariant top-k projector loss even when ``M`` has a degenerate (e.g. zero,
-rank-deficient) eigenvalue below ``λ_k``. Cost ``O(m³)`` time, ``O(m²)`` memory (about eight
+rank-deficient) eigenvalue below ``λ_k``. Cost ``O(m³)`` time, ``O(m²)`` memory (about a dozen
 ``m × m`` buffers through the backward).
 """
 
