@@ -1,0 +1,117 @@
+"""The normalized-cuts output type, per-image masking of columns, and the eigengap check."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+class EigengapWarning(UserWarning):
+    """The gap ``λ_k − λ_{k+1}`` is too small (relative to ``λ_1``) for a well-defined top-k
+    eigenspace: its eigenvectors, and their gradient, are unreliable."""
+
+
+class NCutsResult(NamedTuple):
+    """Spectral embedding of a batch of graphs.
+
+    Attributes
+    ----------
+    Z : Tensor, shape (B, m, K)
+        Top eigenvectors of ``M = D^-½ W D^-½`` by decreasing eigenvalue, ``K = max(k)``.
+        Columns ``j >= k[b]`` of image ``b`` are zero (masked); the first ``k[b]`` are
+        orthonormal. Each column's sign is fixed so that its largest-magnitude entry is positive
+        (a convention only: everything downstream is sign invariant).
+    eigenvalues : Tensor, shape (B, K)
+        Matching eigenvalues of ``M`` (in ``[0, 1]`` up to the degree floor), decreasing; masked
+        entries are zero.
+    degrees : Tensor, shape (B, m)
+        Floored degrees ``d̃`` used to build ``M`` (the loss needs them).
+    k : Tensor, shape (B,), long
+        Number of eigenvectors per image.
+    eigengap : Tensor, shape (B,)
+        Relative eigengap ``(λ_k − λ_{k+1}) / λ_1`` per image (``inf`` when ``k = m``), detached.
+    """
+
+    Z: Tensor
+    eigenvalues: Tensor
+    degrees: Tensor
+    k: Tensor
+    eigengap: Tensor
+
+
+def default_eigengap_rtol(dtype: torch.dtype) -> float:
+    """``sqrt(eps)`` of ``dtype`` (1.5e-8 float64, 3.5e-4 float32).
+
+    Eigenvectors with relative gap ``g`` are accurate to about ``eps / g``, so at ``g = sqrt(eps)``
+    the top-k subspace keeps half the digits. It also exceeds the default zero-coupling tolerance
+    of :class:`matbackprop.linalg.DegeneracyPolicy` (1e-10 / 1e-4), so a gap that passes the check
+    is never dropped from the backward.
+    """
+    return float(torch.finfo(dtype).eps) ** 0.5
+
+
+def relative_eigengaps(spectrum: Tensor, k: Tensor, m: int) -> Tensor:
+    """``(λ_k − λ_{k+1}) / λ_1`` per image from a descending ``spectrum (B, n)``, ``k <= n``.
+
+    Eigenvalues past ``n`` are zero (a rank-``n`` matrix); ``k = m`` gives ``inf`` (the top-m
+    eigenspace is the whole space, always well defined); ``λ_1 <= 0`` gives 0.
+    """
+    spectrum = spectrum.detach()
+    padded = torch.cat([spectrum, spectrum.new_zeros(spectrum.shape[0], 1)], dim=-1)
+    idx = (k - 1).unsqueeze(-1)
+    lam_k = padded.gather(-1, idx).squeeze(-1)
+    lam_next = padded.gather(-1, idx + 1).squeeze(-1)
+    lam_1 = padded[:, 0]
+    safe = torch.where(lam_1 > 0, lam_1, torch.ones_like(lam_1))
+    gap = torch.where(lam_1 > 0, (lam_k - lam_next) / safe, torch.zeros_like(lam_1))
+    return torch.where(k >= m, torch.full_like(gap, float("inf")), gap)
+
+
+def check_eigengaps(gap: Tensor, k: Tensor, rtol: float, strict: bool) -> None:
+    """Warn (:class:`EigengapWarning`) or raise (``strict``) where ``gap < rtol``."""
+    bad = gap < rtol
+    if not bool(bad.any()):
+        return
+    images = bad.nonzero().flatten().tolist()
+    shown = images[:8]
+    details = ", ".join(f"image {b}: k={int(k[b])}, gap={float(gap[b]):.3g}" for b in shown)
+    more = f" (and {len(images) - len(shown)} more)" if len(images) > len(shown) else ""
+    message = (
+        f"normalized cuts: relative eigengap (λ_k − λ_(k+1)) / λ_1 below eigengap_rtol="
+        f"{rtol:.3g} for {details}{more}. The top-k eigenspace is ill-defined there, so the "
+        "embedding and its gradient are unreliable; choose another k or change the features."
+    )
+    if strict:
+        raise ValueError(message)
+    warnings.warn(message, EigengapWarning, stacklevel=_caller_stacklevel())
+
+
+def _caller_stacklevel() -> int:
+    """``stacklevel`` pointing at the first frame outside this package and torch (the user's
+    call of the layer), so the warning names the user's line however deep the call chain."""
+    internal = (os.path.dirname(__file__), os.path.dirname(torch.__file__))
+    frame = sys._getframe(1)  # the caller of this helper, i.e. stacklevel 1 of its warn()
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(internal):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def finalize(
+    Z: Tensor, eigenvalues: Tensor, degrees: Tensor, k: Tensor, gap: Tensor
+) -> NCutsResult:
+    """Mask columns ``j >= k[b]``, fix signs, and pack the result (``Z (B, m, K)`` descending)."""
+    K = Z.shape[-1]
+    keep = (torch.arange(K, device=Z.device) < k.unsqueeze(-1)).to(Z.dtype)  # (B, K)
+    with torch.no_grad():
+        pivot = Z.abs().argmax(dim=-2, keepdim=True)  # (B, 1, K)
+        sign = torch.sign(Z.gather(-2, pivot))
+        sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    Z = Z * (sign * keep.unsqueeze(-2))
+    return NCutsResult(Z, eigenvalues * keep, degrees, k, gap)
