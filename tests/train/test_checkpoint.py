@@ -12,7 +12,6 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from .train_helpers import subprocess_env
 
 from matbackprop.data import _errors
 from matbackprop.train import (
@@ -24,6 +23,8 @@ from matbackprop.train import (
     remove_stale_temporaries,
     restore_rng_state,
 )
+
+from .train_helpers import subprocess_env
 
 
 def test_atomic_save_roundtrip(tmp_path):

@@ -8,11 +8,12 @@ import random
 import numpy as np
 import pytest
 import torch
-from .train_helpers import ToyDataset
 
 from matbackprop.data import _errors
 from matbackprop.train import DataOrder, StreamPosition
 from matbackprop.train._data import BatchStream
+
+from .train_helpers import ToyDataset
 
 
 def test_permutations_are_seeded_and_change_per_epoch():

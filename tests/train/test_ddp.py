@@ -9,9 +9,10 @@ import sys
 
 import pytest
 import torch.distributed as dist
-from .train_helpers import subprocess_env
 
 from matbackprop.train import DataOrder, StreamPosition, load_checkpoint
+
+from .train_helpers import subprocess_env
 
 STEPS = 8
 BATCH = 4  # per rank, as in the toy script
@@ -27,9 +28,20 @@ def test_ddp_two_ranks_gloo(toy_script, tmp_path):
     # a bad file that rank 1 meets in its first batch: rank 0 must log it
     bad = int(DataOrder(N_ITEMS, SEED, rank=1, world_size=2).shard(0)[1])
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        str(toy_script), str(tmp_path), "--steps", str(STEPS), "--bad", str(bad),
-        "--set", "skip_bad=true",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(toy_script),
+        str(tmp_path),
+        "--steps",
+        str(STEPS),
+        "--bad",
+        str(bad),
+        "--set",
+        "skip_bad=true",
     ]
     proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -59,5 +71,8 @@ def test_ddp_two_ranks_gloo(toy_script, tmp_path):
     assert state["data"]["world_size"] == 2 and len(state["data"]["positions"]) == 2
     assert len(state["rng"]) == 2
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "config.yaml", "last.pt", "metrics.jsonl", "skipped.txt",
+        "config.yaml",
+        "last.pt",
+        "metrics.jsonl",
+        "skipped.txt",
     ]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from .train_helpers import run_script, subprocess_env
 
 from matbackprop.train import load_checkpoint
+
+from .train_helpers import run_script, subprocess_env
 
 TOTAL = 30
 K = 10
@@ -104,8 +105,9 @@ def test_sigterm_exits_cleanly_with_checkpoint(toy_script, tmp_path):
     assert summary["interrupted"] and summary["signal"] == "SIGTERM"
     assert summary["step"] == state["step"]
     assert summary["checkpoint"] == str(tmp_path / "toy" / "last.pt")
-    records = [json.loads(x) for x in (tmp_path / "toy" / "metrics.jsonl").read_text().split("\n")
-               if x]
+    records = [
+        json.loads(x) for x in (tmp_path / "toy" / "metrics.jsonl").read_text().split("\n") if x
+    ]
     stops = [r for r in records if r["event"] == "stop"]
     assert len(stops) == 1 and stops[0]["reason"] == "SIGTERM"
     assert stops[0]["step"] == state["step"]

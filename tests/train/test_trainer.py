@@ -9,7 +9,6 @@ import signal
 
 import pytest
 import torch
-from .train_helpers import ToyDataset, toy_loss, toy_model
 
 from matbackprop.data import _errors
 from matbackprop.train import (
@@ -25,11 +24,19 @@ from matbackprop.train import (
     seed_everything,
 )
 
+from .train_helpers import ToyDataset, toy_loss, toy_model
+
 
 def make_config(tmp_path, **kw) -> TrainConfig:
     base = dict(
-        name="t", out_dir=tmp_path, steps=12, batch_size=4, checkpoint_every=4, log_every=3,
-        progress=False, device="cpu",
+        name="t",
+        out_dir=tmp_path,
+        steps=12,
+        batch_size=4,
+        checkpoint_every=4,
+        log_every=3,
+        progress=False,
+        device="cpu",
     )
     base.update(kw)
     cfg = TrainConfig(**base)
@@ -223,8 +230,9 @@ def test_bad_loss_fn_results(tmp_path):
     with pytest.raises(ValueError, match="scalar"):
         Trainer(cfg, fresh_model(cfg), ToyDataset(), lambda m, b: m(b[0])).fit()
     with pytest.raises(ValueError, match="metric `x` must be a number"):
-        Trainer(cfg, fresh_model(cfg), ToyDataset(),
-                lambda m, b: (m(b[0]).sum(), {"x": "high"})).fit()
+        Trainer(
+            cfg, fresh_model(cfg), ToyDataset(), lambda m, b: (m(b[0]).sum(), {"x": "high"})
+        ).fit()
     with pytest.raises(ValueError, match="does not require grad"):
         Trainer(cfg, fresh_model(cfg), ToyDataset(), lambda m, b: torch.tensor(1.0)).fit()
 
@@ -291,8 +299,14 @@ def test_extra_state_and_param_groups(tmp_path):
     lrs = [g["lr"] for g in state["optimizer"]["param_groups"]]
     assert lrs == pytest.approx([0.01, 0.1])
     fresh = current["counter"] = Counter()
-    Trainer(apply_overrides(cfg, ["steps=4"]), model, ToyDataset(), loss_fn,
-            extra_state=fresh, param_groups=groups).fit(resume=True)
+    Trainer(
+        apply_overrides(cfg, ["steps=4"]),
+        model,
+        ToyDataset(),
+        loss_fn,
+        extra_state=fresh,
+        param_groups=groups,
+    ).fit(resume=True)
     assert fresh.n == 4  # restored 3, plus one more step
 
 

@@ -50,7 +50,7 @@ def toy_loss(model, batch):
 
 # A standalone training script run in subprocesses (SIGKILL/SIGTERM/DDP tests).
 TOY_SCRIPT = textwrap.dedent(
-    '''
+    """
     import argparse, hashlib, json, os, time
     from pathlib import Path
 
@@ -110,7 +110,7 @@ TOY_SCRIPT = textwrap.dedent(
     (out / f"rank{rank}.json").write_text(json.dumps(
         {"hash": h.hexdigest(), "seen": seen, "summary": summary,
          "world": int(os.environ.get("WORLD_SIZE", "1"))}))
-    '''
+    """
 )
 
 

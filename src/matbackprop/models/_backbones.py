@@ -96,7 +96,9 @@ class _SameConv2d(nn.Conv2d):
             pads: list[int] = []
             # F.pad takes (left, right, top, bottom): last dimension first.
             for size, k, s in zip(
-                (x.shape[-1], x.shape[-2]), reversed(self.kernel_size), reversed(self.stride),
+                (x.shape[-1], x.shape[-2]),
+                reversed(self.kernel_size),
+                reversed(self.stride),
                 strict=True,
             ):
                 out = math.ceil(size / s)
@@ -288,9 +290,7 @@ def _parse_trainable(trainable: bool | int | str, num_blocks: int) -> int:
             )
         k = int(match.group(1))
     else:
-        raise ValueError(
-            f"`trainable` must be a bool, int or str, got {type(trainable).__name__}"
-        )
+        raise ValueError(f"`trainable` must be a bool, int or str, got {type(trainable).__name__}")
     if not 0 <= k <= num_blocks:
         raise ValueError(
             f"`trainable` asks for the last {k} blocks, but the backbone has {num_blocks} "

@@ -115,9 +115,7 @@ def _coerce(value: Any, tp: Any, key: str, from_text: bool) -> Any:
         if origin is list:
             return [_coerce(v, args[0], f"{key}[{i}]", from_text) for i, v in enumerate(items)]
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(
-                _coerce(v, args[0], f"{key}[{i}]", from_text) for i, v in enumerate(items)
-            )
+            return tuple(_coerce(v, args[0], f"{key}[{i}]", from_text) for i, v in enumerate(items))
         if len(items) != len(args):
             raise ValueError(f"`{key}` must have {len(args)} items, got {len(items)}: {value!r}")
         return tuple(
@@ -291,9 +289,7 @@ def apply_overrides(config: C, overrides: Iterable[str]) -> C:
     return config_from_dict(type(config), data)
 
 
-def load_config(
-    path: str | Path, cls: type[C] | None = None, overrides: Iterable[str] = ()
-) -> C:
+def load_config(path: str | Path, cls: type[C] | None = None, overrides: Iterable[str] = ()) -> C:
     """Load a config from a TOML or YAML file, then apply overrides.
 
     Parameters
@@ -552,7 +548,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _validate_types(self)
         _check(
-            bool(self.name) and re.fullmatch(r"[A-Za-z0-9_.@+=-]+", self.name) is not None
+            bool(self.name)
+            and re.fullmatch(r"[A-Za-z0-9_.@+=-]+", self.name) is not None
             and self.name not in (".", ".."),
             f"`name` must be a non-empty file name (letters, digits, _.@+=-), got {self.name!r}",
         )

@@ -114,8 +114,14 @@ class RunLogger:
         with self.skipped_path.open("a", encoding="utf-8") as f:
             f.write(f"{path}\t{flat}\t{step}\t{index}\t{rank}\n")
         self.log(
-            {"event": "skip", "step": step, "rank": rank, "index": index, "path": path,
-             "reason": reason}
+            {
+                "event": "skip",
+                "step": step,
+                "rank": rank,
+                "index": index,
+                "path": path,
+                "reason": reason,
+            }
         )
 
     def flush(self) -> None:

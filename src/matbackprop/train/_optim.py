@@ -119,11 +119,17 @@ def build_optimizer(
         group.setdefault("weight_decay", config.weight_decay)
     if config.name == "adamw":
         return torch.optim.AdamW(
-            groups, lr=config.lr, betas=config.betas, eps=config.eps,
+            groups,
+            lr=config.lr,
+            betas=config.betas,
+            eps=config.eps,
             weight_decay=config.weight_decay,
         )
     return torch.optim.SGD(
-        groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+        groups,
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
         weight_decay=config.weight_decay,
     )
 

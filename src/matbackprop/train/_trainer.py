@@ -67,8 +67,17 @@ EvalFn = Callable[[torch.nn.Module, int], Mapping[str, Any]]
 # TrainConfig fields that do not change the training trajectory (ignored when checking that a
 # resumed run uses the checkpoint's config).
 _TRAJECTORY_NEUTRAL = {
-    "steps", "epochs", "checkpoint_every", "keep_checkpoints", "log_every", "eval_every",
-    "progress", "num_workers", "device", "out_dir", "name",
+    "steps",
+    "epochs",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "log_every",
+    "eval_every",
+    "progress",
+    "num_workers",
+    "device",
+    "out_dir",
+    "name",
 }
 
 
@@ -380,8 +389,10 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.run_dir)
             if resume_from is None and self.checkpoint_path.exists():
-                say(f"warning: starting a fresh run in {self.run_dir}; its existing checkpoint "
-                    "and logs will be overwritten (use resume=True to continue it)")
+                say(
+                    f"warning: starting a fresh run in {self.run_dir}; its existing checkpoint "
+                    "and logs will be overwritten (use resume=True to continue it)"
+                )
             save_config(self.run_config, self.run_dir / "config.yaml")
         ctx.barrier()
         checkpoint = self._read_checkpoint(resume_from) if resume_from is not None else None
@@ -425,17 +436,28 @@ class Trainer:
 
         # 6. data
         stream = BatchStream(
-            self.train_dataset, order, position, cfg.batch_size, cfg.skip_bad,
-            cfg.num_workers, self.collate_fn,
+            self.train_dataset,
+            order,
+            position,
+            cfg.batch_size,
+            cfg.skip_bad,
+            cfg.num_workers,
+            self.collate_fn,
         )
 
         # 7. logs and progress bar
         logger.start(fresh=checkpoint is None, keep_until_step=step)
-        logger.log({
-            "event": "start", "step": step, "total_steps": total_steps,
-            "world_size": ctx.world_size, "rank": ctx.rank,
-            "resumed_from": step if checkpoint is not None else None, "time": train_time,
-        })
+        logger.log(
+            {
+                "event": "start",
+                "step": step,
+                "total_steps": total_steps,
+                "world_size": ctx.world_size,
+                "rank": ctx.rank,
+                "resumed_from": step if checkpoint is not None else None,
+                "time": train_time,
+            }
+        )
         bar = self._progress_bar(ctx, step, total_steps)
         if checkpoint is not None:
             self._restore_rng(checkpoint, ctx, step)
@@ -443,8 +465,12 @@ class Trainer:
 
         # 8. the loop
         run = _RunState(
-            step=step, position=position, train_time=train_time, last_loss=last_loss,
-            total_steps=total_steps, clock=time.monotonic(),
+            step=step,
+            position=position,
+            train_time=train_time,
+            last_loss=last_loss,
+            total_steps=total_steps,
+            clock=time.monotonic(),
         )
         window = _Window()
         last_eval: dict[str, float] | None = None
@@ -469,8 +495,9 @@ class Trainer:
                     errors = [f for f in failures if f is not None]
                     interrupted_fetch = n_stop and all(f["type"] != "DataFileError" for f in errors)
                     if not interrupted_fetch:
-                        self._fail_on_data(ctx, run, model, optimizer, order, logger, failure,
-                                           errors[0])
+                        self._fail_on_data(
+                            ctx, run, model, optimizer, order, logger, failure, errors[0]
+                        )
                 if n_stop:
                     self._stop_on_signal(ctx, run, model, optimizer, order, logger, stop)
                     break
@@ -488,11 +515,18 @@ class Trainer:
                 grad_norm = _grad_norm(params, cfg.grad_clip)
                 if not math.isfinite(grad_norm):
                     if cfg.on_nonfinite == "raise":
-                        self._fail_on_nonfinite(ctx, run, model, optimizer, order, logger,
-                                                grad_norm, float(loss.detach()))
+                        self._fail_on_nonfinite(
+                            ctx,
+                            run,
+                            model,
+                            optimizer,
+                            order,
+                            logger,
+                            grad_norm,
+                            float(loss.detach()),
+                        )
                     optimizer.zero_grad(set_to_none=True)
-                    logger.log({"event": "nonfinite", "step": run.step + 1,
-                                "grad_norm": grad_norm})
+                    logger.log({"event": "nonfinite", "step": run.step + 1, "grad_norm": grad_norm})
                 else:
                     optimizer.step()
                 run.step += 1
@@ -509,8 +543,10 @@ class Trainer:
                     if bar is not None:
                         bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
                     window = _Window()
-                if self.eval_fn is not None and cfg.eval_every is not None and (
-                    run.step % cfg.eval_every == 0 or run.step == total_steps
+                if (
+                    self.eval_fn is not None
+                    and cfg.eval_every is not None
+                    and (run.step % cfg.eval_every == 0 or run.step == total_steps)
                 ):
                     last_eval = self._evaluate(ctx, model, run, logger)
                     train_model.train()
@@ -534,8 +570,15 @@ class Trainer:
                 del train_model
                 gc.collect()
 
-        logger.log({"event": "end", "step": run.step, "interrupted": run.signal is not None,
-                    "loss": run.last_loss, "time": run.elapsed()})
+        logger.log(
+            {
+                "event": "end",
+                "step": run.step,
+                "interrupted": run.signal is not None,
+                "loss": run.last_loss,
+                "time": run.elapsed(),
+            }
+        )
         return {
             "step": run.step,
             "total_steps": total_steps,
@@ -566,8 +609,11 @@ class Trainer:
         if resume == "auto":
             if self.checkpoint_path.is_file():
                 return self.checkpoint_path
-            say_main(None, f"warning: resume='auto' but {self.checkpoint_path} does not exist; "
-                           "starting a fresh run")
+            say_main(
+                None,
+                f"warning: resume='auto' but {self.checkpoint_path} does not exist; "
+                "starting a fresh run",
+            )
             return None
         if isinstance(resume, os.PathLike):
             path = Path(resume)
@@ -600,12 +646,15 @@ class Trainer:
         if same:
             return positions[ctx.rank]
         restart = StreamPosition(max(p.epoch for p in positions) + 1, 0)
-        say_main(ctx, (
-            f"warning: the checkpoint's data order (world size {data['world_size']}, "
-            f"{data['num_items']} items, seed {data['seed']}) differs from this run's "
-            f"(world size {ctx.world_size}, {order.num_items} items, seed {order.seed}); "
-            f"the data order restarts at epoch {restart.epoch}, resume is not exact"
-        ))
+        say_main(
+            ctx,
+            (
+                f"warning: the checkpoint's data order (world size {data['world_size']}, "
+                f"{data['num_items']} items, seed {data['seed']}) differs from this run's "
+                f"(world size {ctx.world_size}, {order.num_items} items, seed {order.seed}); "
+                f"the data order restarts at epoch {restart.epoch}, resume is not exact"
+            ),
+        )
         return restart
 
     def _restore_rng(self, checkpoint: dict[str, Any], ctx: DistributedContext, step: int) -> None:
@@ -614,19 +663,26 @@ class Trainer:
             restore_rng_state(states[ctx.rank])
         else:
             seed_everything(self.config.seed + ctx.rank + 7919 * step)
-            say_main(ctx, "warning: the checkpoint's RNG states are for "
-                          f"{len(states)} process(es); reseeding, resume is not exact")
+            say_main(
+                ctx,
+                "warning: the checkpoint's RNG states are for "
+                f"{len(states)} process(es); reseeding, resume is not exact",
+            )
 
     def _warn_if_config_changed(self, checkpoint: dict[str, Any], ctx: DistributedContext) -> None:
         saved = checkpoint.get("train_config") or {}
         now = config_to_dict(self.config)
         changed = sorted(
-            k for k in set(saved) | set(now)
+            k
+            for k in set(saved) | set(now)
             if k not in _TRAJECTORY_NEUTRAL and saved.get(k) != now.get(k)
         )
         if changed:
-            say_main(ctx, "warning: resuming with a config that differs from the checkpoint's in "
-                          f"{', '.join(changed)}; the current values are used, resume is not exact")
+            say_main(
+                ctx,
+                "warning: resuming with a config that differs from the checkpoint's in "
+                f"{', '.join(changed)}; the current values are used, resume is not exact",
+            )
 
     def _progress_bar(self, ctx: DistributedContext, step: int, total: int) -> Any:
         if not ctx.is_main:
@@ -638,8 +694,9 @@ class Trainer:
             return None
         from tqdm import tqdm
 
-        return tqdm(total=total, initial=step, desc=self.config.name, file=sys.stderr,
-                    dynamic_ncols=True)
+        return tqdm(
+            total=total, initial=step, desc=self.config.name, file=sys.stderr, dynamic_ncols=True
+        )
 
     def _loss(self, model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         out = self.loss_fn(model, batch)
@@ -661,24 +718,35 @@ class Trainer:
         return loss.reshape(()), _as_float_metrics(metrics, "`loss_fn`")
 
     def _window_record(
-        self, ctx: DistributedContext, run: _RunState, window: _Window, lr: float,
-        order: DataOrder, device: torch.device,
+        self,
+        ctx: DistributedContext,
+        run: _RunState,
+        window: _Window,
+        lr: float,
+        order: DataOrder,
+        device: torch.device,
     ) -> dict[str, Any]:
         parts = ctx.all_gather(
-            {"loss": window.loss, "grad_norm": window.grad_norm, "count": window.count,
-             "metrics": window.metrics or {}}
+            {
+                "loss": window.loss,
+                "grad_norm": window.grad_norm,
+                "count": window.count,
+                "metrics": window.metrics or {},
+            }
         )
         count = sum(p["count"] for p in parts) or 1
         keys = sorted({k for p in parts for k in p["metrics"]})
-        metrics = {
-            k: sum(p["metrics"].get(k, 0.0) for p in parts) / count for k in keys
-        }
+        metrics = {k: sum(p["metrics"].get(k, 0.0) for p in parts) / count for k in keys}
         epoch = run.position.epoch + run.position.offset / order.shard_length
         return {
-            "event": "train", "step": run.step, "epoch": round(epoch, 6),
+            "event": "train",
+            "step": run.step,
+            "epoch": round(epoch, 6),
             "loss": sum(p["loss"] for p in parts) / count,
             "grad_norm": sum(p["grad_norm"] for p in parts) / count,
-            "lr": lr, "metrics": metrics, "time": round(run.elapsed(), 3),
+            "lr": lr,
+            "metrics": metrics,
+            "time": round(run.elapsed(), 3),
         }
 
     def _evaluate(
@@ -692,21 +760,26 @@ class Trainer:
                 results = _as_float_metrics(self.eval_fn(model, run.step), "`eval_fn`")
         finally:
             model.train()
-        logger.log({"event": "eval", "step": run.step, "metrics": results,
-                    "time": round(run.elapsed(), 3)})
+        logger.log(
+            {"event": "eval", "step": run.step, "metrics": results, "time": round(run.elapsed(), 3)}
+        )
         say(f"step {run.step}: eval " + ", ".join(f"{k}={v:.4g}" for k, v in results.items()))
         return results
 
     def _save(
-        self, ctx: DistributedContext, run: _RunState, model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer, order: DataOrder, logger: RunLogger, reason: str,
+        self,
+        ctx: DistributedContext,
+        run: _RunState,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        order: DataOrder,
+        logger: RunLogger,
+        reason: str,
     ) -> Path | None:
         """Write the checkpoint of the current step (collective: every rank must call it)."""
         if run.saved_step == run.step and run.checkpoint is not None:
             return run.checkpoint
-        per_rank = ctx.all_gather(
-            {"rng": capture_rng_state(), "position": run.position.as_list()}
-        )
+        per_rank = ctx.all_gather({"rng": capture_rng_state(), "position": run.position.as_list()})
         path = self.checkpoint_path
         if ctx.is_main:
             state = {
@@ -736,15 +809,22 @@ class Trainer:
                 _atomic_hardlink_or_save(step_path, path, state)
             else:
                 atomic_save(state, path)
-            logger.log({"event": "checkpoint", "step": run.step, "path": str(path),
-                        "reason": reason})
+            logger.log(
+                {"event": "checkpoint", "step": run.step, "path": str(path), "reason": reason}
+            )
         ctx.barrier()
         run.saved_step, run.checkpoint = run.step, path
         return path
 
     def _stop_on_signal(
-        self, ctx: DistributedContext, run: _RunState, model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer, order: DataOrder, logger: RunLogger, stop: StopRequest,
+        self,
+        ctx: DistributedContext,
+        run: _RunState,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        order: DataOrder,
+        logger: RunLogger,
+        stop: StopRequest,
     ) -> None:
         name = stop.name or "a signal on another rank"
         path = self._save(ctx, run, model, optimizer, order, logger, "signal")
@@ -758,19 +838,35 @@ class Trainer:
         say_main(ctx, message)
 
     def _fail_on_data(
-        self, ctx: DistributedContext, run: _RunState, model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer, order: DataOrder, logger: RunLogger,
-        failure: BaseException | None, first: dict[str, Any],
+        self,
+        ctx: DistributedContext,
+        run: _RunState,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        order: DataOrder,
+        logger: RunLogger,
+        failure: BaseException | None,
+        first: dict[str, Any],
     ) -> None:
         path = self._save(ctx, run, model, optimizer, order, logger, "error")
         note = (
             f"training stopped before step {run.step + 1}; the checkpoint {path} holds the state "
             f"after step {run.step} and logs are in {self.run_dir}. "
-            + ("Fix or remove the file, or set skip_bad=True to skip unreadable items, then "
-               "resume with resume=True." if first["type"] == "DataFileError" else "")
+            + (
+                "Fix or remove the file, or set skip_bad=True to skip unreadable items, then "
+                "resume with resume=True."
+                if first["type"] == "DataFileError"
+                else ""
+            )
         )
-        logger.log({"event": "stop", "step": run.step, "reason": "error",
-                    "message": f"{first['message']} ({note})"})
+        logger.log(
+            {
+                "event": "stop",
+                "step": run.step,
+                "reason": "error",
+                "message": f"{first['message']} ({note})",
+            }
+        )
         logger.flush()
         if failure is not None:
             failure.add_note(note)
@@ -785,9 +881,15 @@ class Trainer:
         raise error
 
     def _fail_on_nonfinite(
-        self, ctx: DistributedContext, run: _RunState, model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer, order: DataOrder, logger: RunLogger,
-        grad_norm: float, loss: float,
+        self,
+        ctx: DistributedContext,
+        run: _RunState,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        order: DataOrder,
+        logger: RunLogger,
+        grad_norm: float,
+        loss: float,
     ) -> None:
         optimizer.zero_grad(set_to_none=True)
         path = self._save(ctx, run, model, optimizer, order, logger, "error")
@@ -839,10 +941,20 @@ def _describe(failure: BaseException | None, rank: int) -> dict[str, Any] | None
     if failure is None:
         return None
     if isinstance(failure, DataFileError):
-        return {"type": "DataFileError", "path": str(failure.path), "reason": failure.reason,
-                "message": str(failure), "rank": rank}
-    return {"type": type(failure).__name__, "path": None, "reason": None,
-            "message": f"{type(failure).__name__}: {failure}", "rank": rank}
+        return {
+            "type": "DataFileError",
+            "path": str(failure.path),
+            "reason": failure.reason,
+            "message": str(failure),
+            "rank": rank,
+        }
+    return {
+        "type": type(failure).__name__,
+        "path": None,
+        "reason": None,
+        "message": f"{type(failure).__name__}: {failure}",
+        "rank": rank,
+    }
 
 
 def _plain_config(config: Any) -> Any:
