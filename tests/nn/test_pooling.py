@@ -183,6 +183,8 @@ def test_invalid_masks_raise(case):
         ({"signed_power_alpha": -0.5}, "`signed_power` must be a finite number > 0"),
         ({"signed_power_alpha": 0.5, "signed_power_delta": 0.0}, "`signed_power_delta`"),
         ({"route": "fast"}, "`route` must be one of"),
+        ({"gram_ratio": 0.0}, "`gram_ratio` must be a finite number > 0"),
+        ({"gram_ratio": "half"}, "`gram_ratio` must be a finite number > 0"),
         ({"route": "gram", "normalization": "newton_schulz"}, "route`='gram' needs"),
         ({"route": "gram", "normalization": None}, "route`='gram' needs"),
         ({"route": "gram", "eps": 0.0}, "`eps` must be > 0 for route='gram'"),

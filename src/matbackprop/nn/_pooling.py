@@ -60,6 +60,7 @@ def validate_pooling_options(
     vectorize: bool,
     route: str,
     compute_dtype: torch.dtype | None,
+    gram_ratio: float = 0.75,
 ) -> None:
     """Raise ``ValueError`` naming the first invalid option of second-order pooling."""
     if normalization not in NORMALIZATIONS:
@@ -82,6 +83,8 @@ def validate_pooling_options(
         raise ValueError(f"`vectorize` must be a bool, got {vectorize!r}")
     if route not in ROUTES:
         raise ValueError(f"`route` must be one of {ROUTES}, got {route!r}")
+    if not _is_number(gram_ratio) or not (0 < gram_ratio < math.inf):
+        raise ValueError(f"`gram_ratio` must be a finite number > 0, got {gram_ratio!r}")
     if route == "gram":
         if normalization not in NORMALIZATIONS_WITH_GRAM:
             raise ValueError(
@@ -165,13 +168,12 @@ def _check_values(features: Tensor, masks: Tensor | None, sums: Tensor | None) -
 
 def _region_rows(
     pixels: Tensor, weights: Tensor, image: Tensor, support: int, center: bool
-) -> tuple[Tensor, Tensor]:
+) -> Tensor:
     """Rows ``√w̃_p (f_p − μ)`` of each region over its (padded) support.
 
     ``pixels (B, N, C)``, normalized weights ``weights (n, N)`` (sum 1 per region), ``image
-    (n,)`` the image of each region. Returns ``X (n, support, C)`` and the boolean ``(n,
-    support)`` mask of real (positive-weight) rows; pixels outside the support get weight 0, so
-    the padding rows of ``X`` are exactly zero.
+    (n,)`` the image of each region. Returns ``X (n, support, C)``; pixels outside the support
+    get weight 0, so the padding rows of ``X`` are exactly zero.
     """
     N = pixels.shape[1]
     if support >= N:
@@ -179,12 +181,15 @@ def _region_rows(
         w = weights
     else:
         idx = torch.topk(weights, support, dim=-1, sorted=False).indices  # (n, p)
-        rows = pixels[image.unsqueeze(-1), idx]  # (n, p, C)
+        flat = (image.unsqueeze(-1) * N + idx).reshape(-1)
+        # index_select (backward: index_add) rather than advanced indexing (index_put)
+        rows = pixels.reshape(-1, pixels.shape[-1]).index_select(0, flat)
+        rows = rows.reshape(*idx.shape, pixels.shape[-1])  # (n, p, C)
         w = weights.gather(-1, idx)  # (n, p)
     if center:
         mu = (w.unsqueeze(-1) * rows).sum(-2, keepdim=True)  # (n, 1, C)
         rows = rows - mu
-    return torch.sqrt(w).unsqueeze(-1) * rows, w > 0
+    return torch.sqrt(w).unsqueeze(-1) * rows
 
 
 def _dense_moment(pixels: Tensor, weights: Tensor, image: Tensor, center: bool) -> Tensor:
@@ -208,14 +213,17 @@ def _covariance_function(
     M: Tensor, normalization: str | None, eps: float, power: float, iterations: int, check: bool
 ) -> Tensor:
     """``f(M + εI)`` by a C × C decomposition (or Newton–Schulz / identity)."""
+    # ε is added before the decomposition (not as linalg's eigenvalue shift): a rank-deficient
+    # M has (near-)zero eigenvalues on which float32 LAPACK syevd is erratically slow
+    # (denormals; up to seconds per batch), while M + εI has none. Same function of M.
+    shifted = M + eps * _identity(M.shape[-1], M) if eps else M
     try:
         if normalization == "log":
-            return logm(M, eps=eps, check=check)
+            return logm(shifted, check=check)
         if normalization == "sqrt":
-            return sqrtm(M, eps=eps, check=check)
+            return sqrtm(shifted, check=check)
         if normalization == "pow":
-            return powm(M, power, eps=eps, check=check)
-        shifted = M + eps * _identity(M.shape[-1], M) if eps else M
+            return powm(shifted, power, check=check)
         if normalization == "newton_schulz":
             return sqrtm_newton_schulz(shifted, iterations, check=check)
         return shifted
@@ -226,28 +234,21 @@ def _covariance_function(
         ) from err
 
 
-def _gram_function(X: Tensor, valid: Tensor, gram: GramFunction, check: bool) -> Tensor:
+def _gram_function(X: Tensor, gram: GramFunction, check: bool) -> Tensor:
     """``f(ε) I + Xᵀ g(XXᵀ) X`` for rows ``X (n, p, C)``: the exact low-rank route.
 
-    Zero padding rows make ``K = XXᵀ`` block diagonal with an exactly zero block, on which
-    LAPACK's float32 ``syevd`` has been seen to fail to converge. The padding block's diagonal
-    is therefore set to a constant ``−mean(diag K_real)`` (``−1`` for an all-zero region):
-    ``g(K)`` stays block diagonal and the padding rows of ``X`` are zero, so ``Xᵀ g(K) X`` is
-    unchanged (exactly), and the gradient of the padding block is discarded.
+    ``g`` is applied to ``K + εI`` with the argument shifted back (``g(s − ε)``), so that the
+    decomposed matrix has no (near-)zero eigenvalues: zero padding rows, duplicated pixels and
+    ``p > C`` all make ``K`` singular, and float32 LAPACK ``syevd`` is then erratically slow
+    (denormals) or fails to converge. Mathematically nothing changes.
     """
-    g, dg, d2g, dd = gram.scalar_functions()
-    K = _sym(X @ X.mT)  # (n, p, p)
-    if not bool(valid.all()):
-        with torch.no_grad():
-            diag = torch.diagonal(K, dim1=-2, dim2=-1)
-            real = valid.to(K.dtype)
-            mean = (diag * real).sum(-1, keepdim=True) / real.sum(-1, keepdim=True).clamp_min(1)
-            fill = -torch.where(mean > 0, mean, torch.ones_like(mean))
-            shift = torch.where(valid, torch.zeros_like(diag), fill.expand_as(diag))
-        K = K + torch.diag_embed(shift)
+    g, dg, d2g, dd = gram.scalar_functions(shifted=True)
+    K = X @ X.mT  # (n, p, p)
+    K = _sym(K) + gram.eps * _identity(K.shape[-1], K)
     G = spectral_function(K, g, dg, d2f=d2g, divided_difference=dd, check=check)
-    Y = X.mT @ (G @ X)  # (n, C, C)
-    return _sym(Y) + gram.f_eps() * _identity(X.shape[-1], X)
+    Y = X.mT @ (G @ X)  # (n, C, C), symmetric up to rounding (symmetrized by the caller)
+    Y.diagonal(dim1=-2, dim2=-1).add_(gram.f_eps())  # + f(ε) I (bmm does not save its output)
+    return Y
 
 
 def support_buckets(
@@ -269,17 +270,20 @@ def support_buckets(
     return groups
 
 
-def plan_routes(support: Tensor, channels: int, route: str, gram_available: bool) -> Tensor:
+def plan_routes(
+    support: Tensor, channels: int, route: str, gram_available: bool, gram_ratio: float = 0.75
+) -> Tensor:
     """Boolean ``(Q,)``: which regions take the Gram route.
 
     ``"gram"``: all; ``"covariance"`` or Gram unavailable: none; ``"auto"``: regions whose
-    support (number of pixels with positive weight) is smaller than ``channels``.
+    support (number of pixels with positive weight) is below ``gram_ratio · channels`` (and
+    below ``channels``: only then is the p × p problem the smaller one).
     """
     if route == "gram":
         return torch.ones_like(support, dtype=torch.bool)
     if route == "covariance" or not gram_available:
         return torch.zeros_like(support, dtype=torch.bool)
-    return support < channels
+    return (support < gram_ratio * channels) & (support < channels)
 
 
 # ----------------------------------------------------------------------------- functional
@@ -298,6 +302,7 @@ def second_order_pooling(
     signed_power_delta: float = 1e-6,
     vectorize: bool = True,
     route: str = "auto",
+    gram_ratio: float = 0.75,
     compute_dtype: torch.dtype | None = None,
     check: bool = True,
 ) -> Tensor:
@@ -335,8 +340,12 @@ def second_order_pooling(
         ``"covariance"``: C × C eigendecomposition per region. ``"gram"``: the exact low-rank
         identity with a ``p × p`` eigendecomposition, ``p`` the largest support (needs
         ``normalization`` in log/sqrt/pow and ``eps > 0``). ``"auto"``: per region, the Gram
-        route when its support has fewer than ``C`` pixels (and it is available), else the
-        covariance route.
+        route when its support has fewer than ``gram_ratio · C`` (and ``C``) pixels and the
+        route is available, else the covariance route.
+    gram_ratio : float
+        Threshold of ``"auto"``, as a fraction of ``C``. The default 0.75 is the measured CPU
+        crossover (float32, C = 256, 32 regions: the Gram route is 7× faster at p = C/8, on
+        par at p ≈ 0.75 C and 2× slower at p = C − 1; see benchmarks/bench_o2p_pooling.py).
     compute_dtype : torch.dtype, optional
         Dtype of the pooled products and the matrix function (e.g. ``torch.float64`` for
         float32 features, as the paper did); the result is cast back to ``features.dtype``.
@@ -408,6 +417,7 @@ def second_order_pooling(
         vectorize=vectorize,
         route=route,
         compute_dtype=compute_dtype,
+        gram_ratio=gram_ratio,
     )
     features = _validate_features(features)
     B, C, H, W = features.shape
@@ -445,7 +455,7 @@ def second_order_pooling(
     else:
         support = torch.full((B * R,), N, device=features.device)
     gram_available = normalization in NORMALIZATIONS_WITH_GRAM and eps > 0 and not mask_grad
-    use_gram = plan_routes(support, C, route, gram_available)
+    use_gram = plan_routes(support, C, route, gram_available, gram_ratio)
 
     def compute(indices: Tensor, size: int, gram_group: bool, dtype: torch.dtype) -> Tensor:
         everything = indices.numel() == B * R
@@ -453,15 +463,16 @@ def second_order_pooling(
         img_sel = image if everything else image.index_select(0, indices)
         px, w_sel = pixels.to(dtype), w_sel.to(dtype)
         if gram_group:
-            X, valid = _region_rows(px, w_sel, img_sel, size, center)
+            X = _region_rows(px, w_sel, img_sel, size, center)
             gram = GramFunction(normalization, float(eps), float(power))
-            return _gram_function(X, valid, gram, check)
+            return _gram_function(X, gram, check)
         if mask_grad:
             M = _dense_moment(px, w_sel, img_sel, center)
         else:
-            X, _ = _region_rows(px, w_sel, img_sel, size, center)
+            X = _region_rows(px, w_sel, img_sel, size, center)
             M = X.mT @ X
-        return _covariance_function(_sym(M), normalization, eps, power, iterations, check)
+        # linalg symmetrizes its input (and checks that M is symmetric up to rounding)
+        return _covariance_function(M, normalization, eps, power, iterations, check)
 
     pieces: list[tuple[Tensor, Tensor]] = []
     for gram_group in (True, False):
@@ -497,7 +508,8 @@ def second_order_pooling(
     Y = Y.to(out_dtype).reshape(B, R, C, C)
     if signed_power_alpha is not None:
         Y = signed_power(Y, signed_power_alpha, signed_power_delta)
-    out = vectorize_symmetric(Y) if vectorize else Y
+    # vec reads the upper triangle only; matrices are returned exactly symmetric
+    out = vectorize_symmetric(Y) if vectorize else _sym(Y)
     return out if has_masks else out.squeeze(1)
 
 
@@ -519,7 +531,7 @@ class SecondOrderPooling(nn.Module):
     ----------
     normalization : {"log", "sqrt", "newton_schulz", "pow", None}
         See :func:`second_order_pooling` (``"log"``: DeepO2P).
-    eps, center, power, iterations, vectorize, route, compute_dtype, check
+    eps, center, power, iterations, vectorize, route, gram_ratio, compute_dtype, check
         See :func:`second_order_pooling`.
     signed_power : float, optional
         Exponent ``α`` of the element-wise signed power normalization (``None``: off).
@@ -570,6 +582,7 @@ class SecondOrderPooling(nn.Module):
         in_channels: int | None = None,
         reduce_dim: int | None = None,
         route: str = "auto",
+        gram_ratio: float = 0.75,
         compute_dtype: torch.dtype | None = None,
         check: bool = True,
     ) -> None:
@@ -585,6 +598,7 @@ class SecondOrderPooling(nn.Module):
             vectorize=vectorize,
             route=route,
             compute_dtype=compute_dtype,
+            gram_ratio=gram_ratio,
         )
         for name, value in (("in_channels", in_channels), ("reduce_dim", reduce_dim)):
             if value is not None and (
@@ -606,6 +620,7 @@ class SecondOrderPooling(nn.Module):
         self.in_channels = in_channels
         self.reduce_dim = reduce_dim
         self.route = route
+        self.gram_ratio = float(gram_ratio)
         self.compute_dtype = compute_dtype
         self.check = check
         self.reduce = (
@@ -647,6 +662,7 @@ class SecondOrderPooling(nn.Module):
             signed_power_delta=self.signed_power_delta,
             vectorize=self.vectorize,
             route=self.route,
+            gram_ratio=self.gram_ratio,
             compute_dtype=self.compute_dtype,
             check=self.check,
         )
@@ -662,6 +678,8 @@ class SecondOrderPooling(nn.Module):
         if self.signed_power is not None:
             parts.append(f"signed_power={self.signed_power:g}")
         parts.append(f"route={self.route!r}")
+        if self.route == "auto" and self.gram_ratio != 0.75:
+            parts.append(f"gram_ratio={self.gram_ratio:g}")
         if not self.vectorize:
             parts.append("vectorize=False")
         if self.compute_dtype is not None:
