@@ -374,6 +374,18 @@ def test_region_path_matches_per_region_loop_forward_and_gradient(normalization,
     torch.testing.assert_close(grad, grad_ref, atol=1e-9, rtol=1e-9)
 
 
+@pytest.mark.parametrize("route", ["auto", "gram", "covariance"])
+def test_regions_keep_their_order_when_grouped_by_support(route):
+    # supports 4, 1, 2 (and 2, 4, 1): one support group, processed in sorted order
+    x = make_features(B=2, C=6)
+    masks = torch.zeros(2, 3, 4, 5, dtype=F64)
+    masks[0, 0, 0, :4] = masks[0, 1, 1, 0] = masks[0, 2, 2, :2] = 1.0
+    masks[1, 0, 3, 1:3] = masks[1, 1, 0, :4] = masks[1, 2, 2, 4] = 1.0
+    out = second_order_pooling(x, masks, route=route, vectorize=False)
+    ref = loop_reference(x, masks, matrix_function("log", 1e-3))
+    torch.testing.assert_close(out, ref, atol=1e-9, rtol=1e-9)
+
+
 # ----------------------------------------------------------------------------- gradcheck
 
 

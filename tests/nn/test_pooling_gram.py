@@ -9,7 +9,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 from matbackprop.linalg import logm, powm, sqrtm
 from matbackprop.nn._gram_functions import SERIES_RADIUS, GramFunction
-from matbackprop.nn._pooling import plan_routes, second_order_pooling
+from matbackprop.nn._pooling import plan_routes, second_order_pooling, support_buckets
 
 from .test_pooling import make_features, make_masks, single_thread  # noqa: F401
 
@@ -237,3 +237,15 @@ def test_plan_routes():
     assert plan_routes(support, 8, "auto", False).tolist() == [False] * 5
     assert plan_routes(support, 8, "gram", True).tolist() == [True] * 5
     assert plan_routes(support, 8, "covariance", True).tolist() == [False] * 5
+
+
+def test_support_buckets_cover_every_region_once_in_ascending_order():
+    support = torch.tensor([40, 3, 12, 200, 9, 41, 190])
+    sel = torch.tensor([0, 1, 2, 3, 4, 5, 6])
+    groups = support_buckets(sel, support)
+    seen = torch.cat([indices for indices, _ in groups])
+    assert sorted(seen.tolist()) == list(range(7))
+    for indices, size in groups:
+        assert indices.tolist() == sorted(indices.tolist())
+        assert size == int(support[indices].max())
+        assert size <= 1.25 * int(support[indices].min()) + 8

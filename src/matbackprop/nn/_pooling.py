@@ -257,7 +257,7 @@ def support_buckets(
     """Split the regions ``sel`` into groups of similar support size (less zero padding).
 
     Sorted by support; a group closes when the next support exceeds ``growth · first + slack``.
-    Returns ``(indices, largest support)`` per group.
+    Returns ``(indices, largest support)`` per group, indices ascending within a group.
     """
     sizes = support.index_select(0, sel)
     order = torch.argsort(sizes)
@@ -265,7 +265,8 @@ def support_buckets(
     groups, start = [], 0
     for i in range(1, len(sorted_sizes) + 1):
         if i == len(sorted_sizes) or sorted_sizes[i] > growth * sorted_sizes[start] + slack:
-            groups.append((sel.index_select(0, order[start:i]), int(sorted_sizes[i - 1])))
+            members = sel.index_select(0, order[start:i]).sort().values  # keep region order
+            groups.append((members, int(sorted_sizes[i - 1])))
             start = i
     return groups
 
@@ -458,7 +459,7 @@ def second_order_pooling(
     use_gram = plan_routes(support, C, route, gram_available, gram_ratio)
 
     def compute(indices: Tensor, size: int, gram_group: bool, dtype: torch.dtype) -> Tensor:
-        everything = indices.numel() == B * R
+        everything = indices.numel() == B * R  # then indices == arange (sorted, unique)
         w_sel = weights if everything else weights.index_select(0, indices)
         img_sel = image if everything else image.index_select(0, indices)
         px, w_sel = pixels.to(dtype), w_sel.to(dtype)
@@ -473,6 +474,13 @@ def second_order_pooling(
             M = X.mT @ X
         # linalg symmetrizes its input (and checks that M is symmetric up to rounding)
         return _covariance_function(M, normalization, eps, power, iterations, check)
+
+    def finish(Y: Tensor) -> Tensor:
+        """Cast back, signed power, vectorize (reads the upper triangle) or symmetrize."""
+        Y = Y.to(out_dtype)
+        if signed_power_alpha is not None:
+            Y = signed_power(Y, signed_power_alpha, signed_power_delta)
+        return vectorize_symmetric(Y) if vectorize else _sym(Y)
 
     pieces: list[tuple[Tensor, Tensor]] = []
     for gram_group in (True, False):
@@ -496,20 +504,16 @@ def second_order_pooling(
                     stacklevel=2,
                 )
                 Y = compute(indices, size, gram_group, torch.float64).to(work_dtype)
-            pieces.append((indices, Y))
+            pieces.append((indices, finish(Y)))
 
-    if len(pieces) == 1:
-        Y = pieces[0][1]
-    else:
-        order = torch.cat([sel for sel, _ in pieces])
+    order = torch.cat([indices for indices, _ in pieces])
+    # rows in the order of `order` (groups sorted by support size)
+    out = pieces[0][1] if len(pieces) == 1 else torch.cat([y for _, y in pieces])
+    if not torch.equal(order, torch.arange(order.numel(), device=order.device)):
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(order.numel(), device=order.device)
-        Y = torch.cat([y for _, y in pieces]).index_select(0, inverse)
-    Y = Y.to(out_dtype).reshape(B, R, C, C)
-    if signed_power_alpha is not None:
-        Y = signed_power(Y, signed_power_alpha, signed_power_delta)
-    # vec reads the upper triangle only; matrices are returned exactly symmetric
-    out = vectorize_symmetric(Y) if vectorize else _sym(Y)
+        out = out.index_select(0, inverse)
+    out = out.reshape(B, R, *out.shape[1:])
     return out if has_masks else out.squeeze(1)
 
 
