@@ -17,8 +17,10 @@ Heads (pooling + classifier, forward + backward into the features and the classi
 (a) head-only times on a fixed feature map; (b) end-to-end training steps (forward, backward,
 SGD update) of a self-contained stride-8 conv trunk (224 × 224 image → 28 × 28 × 256: a small
 5-layer stack, or ``--trunk vgg16``, VGG16 up to conv4_3, plus a 1×1 conv) with each head.
-Median (and min) of interleaved repeats after warm-up, ``torch.manual_seed``. Prints a Markdown
-table and writes ``benchmarks/out/o2p_pooling.json``.
+(c) pooling fwd + bwd of each route for regions of a fixed support size ``p`` from ``C/8`` to
+``C − 1`` (where the Gram route stops paying). Median (and min) of interleaved repeats after
+warm-up, ``torch.manual_seed``. Prints a Markdown table and writes
+``benchmarks/out/o2p_pooling.json``.
 
 Usage::
 
@@ -43,7 +45,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from matbackprop.nn._pooling import SecondOrderPooling
+from matbackprop.nn._pooling import SecondOrderPooling, second_order_pooling
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "o2p_pooling.json"
 EIGH_THREADS_ENV = "MATBACKPROP_EIGH_THREADS"
@@ -323,7 +325,39 @@ def run(config: Config) -> dict:
             },
             "accuracy": accuracy(base_features, masks),
         }
-    return results
+    crossover = route_crossover(config, base_features, generator)
+    return results, crossover
+
+
+def route_crossover(config: Config, features: Tensor, generator: torch.Generator) -> dict:
+    """Pooling fwd + bwd (``"log"``) per route for regions of one fixed support size ``p``.
+
+    ``config.regions`` regions of ``p`` random pixels each, ``p`` from ``C/8`` to ``C − 1``:
+    where the Gram route stops paying (the default ``gram_ratio`` of ``"auto"``).
+    """
+    C, N = config.channels, config.map_size**2
+    sizes = sorted({max(2, C // 8), C // 4, C // 2, (3 * C) // 4, min(C - 1, N)})
+    out: dict = {}
+    for p in sizes:
+        masks = torch.zeros(config.batch, config.regions, N, dtype=torch.bool)
+        for b in range(config.batch):
+            for r in range(config.regions):
+                masks[b, r, torch.randperm(N, generator=generator)[:p]] = True
+        masks = masks.reshape(config.batch, config.regions, config.map_size, config.map_size)
+        x = features.detach().clone().requires_grad_()
+
+        def step(route: str, masks: Tensor = masks, x: Tensor = x) -> Callable:
+            def run_once() -> None:
+                x.grad = None
+                second_order_pooling(x, masks, route=route).sum().backward()
+
+            return run_once
+
+        times = time_interleaved(
+            {r: step(r) for r in ("gram", "covariance")}, config.repeats, config.warmup
+        )
+        out[str(p)] = {r: t["median"] for r, t in times.items()}
+    return out
 
 
 def environment() -> dict:
@@ -381,7 +415,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         os.environ.pop(EIGH_THREADS_ENV, None)
     try:
-        results = run(config)
+        results, crossover = run(config)
     finally:
         if previous is None:
             os.environ.pop(EIGH_THREADS_ENV, None)
@@ -393,12 +427,17 @@ def main(argv: list[str] | None = None) -> dict:
         "config": asdict(config),
         "environment": environment(),
         "settings": results,
+        "route_crossover_seconds": crossover,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2))
     print(markdown(results))
     for setting, res in results.items():
         print(f"{setting}: support {res['support']}; accuracy {res['accuracy']}")
+    print("pooling fwd+bwd by support size p (ms): " + "; ".join(
+        f"p={p}: gram {1e3 * t['gram']:.1f}, covariance {1e3 * t['covariance']:.1f}"
+        for p, t in crossover.items()
+    ))  # fmt: skip
     print(f"wrote {args.out}")
     return payload
 

@@ -33,7 +33,16 @@ def test_quick_benchmark_writes_expected_json(tmp_path, capsys):
     payload = bench.main(["--quick", "--out", str(out)])
     written = json.loads(out.read_text())
     assert written == json.loads(json.dumps(payload))
-    assert {"benchmark", "command", "config", "environment", "settings"} <= written.keys()
+    assert {
+        "benchmark",
+        "command",
+        "config",
+        "environment",
+        "settings",
+        "route_crossover_seconds",
+    } <= written.keys()
+    for times in written["route_crossover_seconds"].values():
+        assert set(times) == {"gram", "covariance"} and min(times.values()) > 0
     assert set(written["settings"]) == {"superpixels", "candidates"}
     methods = {"first_order", "o2p_covariance", "o2p_gram", "o2p_auto"}
     for result in written["settings"].values():

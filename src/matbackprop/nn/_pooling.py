@@ -385,9 +385,16 @@ def second_order_pooling(
 
     *Float32.* In the covariance route the ``C − p`` null-space eigenvalues of ``C_r`` carry
     rounding errors ``~1e-7‖C_r‖``, which ``log`` amplifies when ``ε`` is small; the Gram route
-    places them at exactly ``ε``. ``compute_dtype=torch.float64`` removes the issue for both.
+    places them at exactly ``ε`` (benchmark: max error of the float32 log descriptors against
+    float64, 8e-5 covariance vs 1.2e-6 Gram). ``compute_dtype=torch.float64`` helps both.
+    ``ε`` is added to the matrix *before* the decomposition (``K + εI`` with a shifted ``g`` in
+    the Gram route): float32 LAPACK ``syevd`` on singular matrices was measured up to 100×
+    slower (denormals) and occasionally fails to converge. If it still fails, the group of
+    regions is recomputed in float64 with a ``RuntimeWarning``.
 
-    Cost per region: covariance ``O(C²p + C³)``; Gram ``O(C²p + Cp² + p³)``.
+    *Cost* per region: covariance ``O(C²p + C³)``; Gram ``O(C²p + Cp² + p³)``. Regions are
+    processed in groups of similar support size (little zero padding); each group is one
+    batched decomposition.
 
     References
     ----------
@@ -447,7 +454,7 @@ def second_order_pooling(
     out_dtype = features.dtype
     work_dtype = compute_dtype or out_dtype
 
-    pixels = features.reshape(B, C, N).mT  # (B, N, C)
+    pixels = features.reshape(B, C, N).mT.contiguous()  # (B, N, C)
     weights = weights.reshape(B * R, N)  # (Q, N)
     image = torch.arange(B, device=features.device).repeat_interleave(R)  # (Q,)
 
