@@ -512,6 +512,18 @@ def test_compute_dtype_float64_is_cast_back_and_more_accurate():
     assert err_promoted < err_plain
 
 
+def test_compute_dtype_float64_on_the_gram_route():
+    x = make_features(C=12, H=5, W=5, seed=8).relu() * 10
+    masks = make_masks(H=5, W=5)
+    ref = second_order_pooling(x, masks, route="gram", eps=1e-4)
+    out = second_order_pooling(
+        x.float().requires_grad_(), masks.float(), route="gram", eps=1e-4,
+        compute_dtype=torch.float64,
+    )  # fmt: skip
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-6)
+
+
 def test_float16_masks_follow_features_dtype():
     x = make_features()
     masks = make_masks().to(torch.float16)
