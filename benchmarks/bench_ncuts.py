@@ -16,6 +16,12 @@ memory (``12 m²`` floats, ``--dense-mem-limit-gib`` 6) or total time (cubic ext
 largest dense size measured, else a nominal 5 GFLOP/s for ``30 m³`` flops;
 ``--dense-time-limit-s`` 600) exceeds the limits.
 
+Threads: ``--threads 1`` by default. On a small shared machine (2 cores used by other jobs too)
+multi-threaded MKL/OpenMP kernels suffer a large, erratic oversubscription penalty (we saw the
+low-rank route at m = 1024 go from 4 ms to 0.7 s and the dense route at m = 4096 from 14 s to
+36 s with 2 threads), so single-threaded figures are the reproducible ones; ``--threads 0``
+keeps torch's default.
+
 Usage::
 
     python benchmarks/bench_ncuts.py              # full: m in {1024, 4096, 16384, 65536}
@@ -162,7 +168,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1; 0: torch's default)"
+    )
     p.add_argument("--dense-mem-limit-gib", type=float, default=6.0)
     p.add_argument("--dense-time-limit-s", type=float, default=600.0)
     p.add_argument("--dense-repeats", type=int, default=3, help="timed repeats of the dense route")

@@ -15,20 +15,25 @@ Heads (pooling + classifier, forward + backward into the features and the classi
 - ``o2p_auto``: per region, Gram when p < C, else covariance (the default).
 
 (a) head-only times on a fixed feature map; (b) end-to-end training steps (forward, backward,
-SGD step) of a self-contained stride-8 conv trunk (224 × 224 image → 28 × 28 × 256) plus each
-head. Median of interleaved repeats after warm-up. Prints a Markdown table and writes
+SGD update) of a self-contained stride-8 conv trunk (224 × 224 image → 28 × 28 × 256: a small
+5-layer stack, or ``--trunk vgg16``, VGG16 up to conv4_3, plus a 1×1 conv) with each head.
+(c) pooling fwd + bwd of each route for regions of a fixed support size ``p`` from ``C/8`` to
+``C − 1`` (where the Gram route stops paying). Median (and min) of interleaved repeats after
+warm-up, ``torch.manual_seed``. Prints a Markdown table and writes
 ``benchmarks/out/o2p_pooling.json``.
 
 Usage::
 
-    python benchmarks/bench_o2p_pooling.py            # full run (a few minutes on 2 cores)
-    python benchmarks/bench_o2p_pooling.py --quick    # tiny smoke configuration
+    python benchmarks/bench_o2p_pooling.py                  # full run, small trunk
+    python benchmarks/bench_o2p_pooling.py --trunk vgg16    # full run, VGG16-conv4_3 trunk
+    python benchmarks/bench_o2p_pooling.py --quick          # tiny smoke configuration
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -40,9 +45,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from matbackprop.nn._pooling import SecondOrderPooling
+from matbackprop.nn._pooling import SecondOrderPooling, second_order_pooling
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "o2p_pooling.json"
+EIGH_THREADS_ENV = "MATBACKPROP_EIGH_THREADS"
 METHODS = ("first_order", "o2p_covariance", "o2p_gram", "o2p_auto")
 SETTINGS = ("superpixels", "candidates")
 
@@ -55,9 +61,11 @@ class Config:
     regions: int = 32
     classes: int = 21
     batch: int = 1
-    repeats: int = 7
-    warmup: int = 2
+    repeats: int = 9
+    warmup: int = 3
     seed: int = 0
+    trunk: str = "small"
+    eigh_threads: int = 1
     candidate_cells: int = 96
     candidate_min_fraction: float = 0.05
     candidate_max_fraction: float = 0.40
@@ -125,29 +133,39 @@ def candidate_masks(config: Config, generator: torch.Generator) -> Tensor:
 # ----------------------------------------------------------------------------- networks
 
 
+def _conv_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride, 1), nn.ReLU(inplace=True)]
+
+
 class StrideEightTrunk(nn.Module):
     """Self-contained conv trunk: ``(B, 3, S, S)`` image → ``(B, C, S/8, S/8)`` ReLU features.
 
-    Three stride-2 3×3 convolutions (with two extra 3×3 layers at strides 4 and 8), then a
-    1×1 convolution to ``channels`` -- the shape of a pretrained stride-8 trunk plus the
-    DeepO2P dimension-reduction layer, at a fraction of VGG's cost.
+    ``"small"``: three stride-2 3×3 convolutions (32, 64, 128 channels) with an extra 3×3 layer
+    at strides 4 and 8 (≈ 0.36 GMAC at 224²). ``"vgg16"``: the VGG16 layout up to conv4_3
+    (stride 8, 512 channels, ≈ 12 GMAC at 224²), as in the stride-8 trunks DeepO2P builds on.
+    Both end with the DeepO2P-style 1×1 convolution to ``channels`` and a ReLU. Random weights
+    (only the shapes matter for timing).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, kind: str = "small") -> None:
         super().__init__()
-
-        def conv(cin: int, cout: int, stride: int) -> nn.Module:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.ReLU(inplace=True))
-
-        self.body = nn.Sequential(
-            conv(3, 32, 2),
-            conv(32, 64, 2),
-            conv(64, 64, 1),
-            conv(64, 128, 2),
-            conv(128, 128, 1),
-            nn.Conv2d(128, channels, 1),
-            nn.ReLU(inplace=True),
-        )
+        layers: list[nn.Module] = []
+        if kind == "small":
+            layers += _conv_relu(3, 32, 2) + _conv_relu(32, 64, 2) + _conv_relu(64, 64)
+            layers += _conv_relu(64, 128, 2) + _conv_relu(128, 128)
+            width = 128
+        elif kind == "vgg16":
+            width = 3
+            for stage, (out, convs) in enumerate([(64, 2), (128, 2), (256, 3), (512, 3)]):
+                if stage:
+                    layers.append(nn.MaxPool2d(2))
+                for _ in range(convs):
+                    layers += _conv_relu(width, out)
+                    width = out
+        else:
+            raise ValueError(f"`kind` must be 'small' or 'vgg16', got {kind!r}")
+        layers += [nn.Conv2d(width, channels, 1), nn.ReLU(inplace=True)]
+        self.body = nn.Sequential(*layers)
 
     def forward(self, image: Tensor) -> Tensor:
         return self.body(image)
@@ -190,7 +208,11 @@ def make_head(method: str, config: Config) -> nn.Module:
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict:
-    """Median seconds per function; repeats interleave the functions (drift hits all alike)."""
+    """Seconds per call of each function: ``{"median": …, "min": …}``.
+
+    Each function runs ``warmup`` times, then ``repeats`` rounds call every function once
+    (interleaved, so slow drifts of a shared machine hit all methods alike).
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -200,7 +222,10 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup:
             start = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return {
+        name: {"median": statistics.median(values), "min": min(values)}
+        for name, values in samples.items()
+    }
 
 
 def head_step(head: nn.Module, features: Tensor, masks: Tensor, labels: Tensor) -> Callable:
@@ -262,7 +287,7 @@ def accuracy(features: Tensor, masks: Tensor) -> dict:
 def run(config: Config) -> dict:
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    trunk = StrideEightTrunk(config.channels)
+    trunk = StrideEightTrunk(config.channels, config.trunk)
     image = torch.randn(config.batch, 3, config.image_size, config.image_size)
     with torch.no_grad():
         base_features = trunk(image)
@@ -278,25 +303,61 @@ def run(config: Config) -> dict:
         masks = builder(config, generator)
         features = base_features.clone().requires_grad_()
         heads = {m: make_head(m, config) for m in METHODS}
-        head_times = time_interleaved(
+        head = time_interleaved(
             {m: head_step(h, features, masks, labels) for m, h in heads.items()},
             config.repeats,
             config.warmup,
         )
-        net_times = time_interleaved(
+        net = time_interleaved(
             {m: network_step(trunk, h, image, masks, labels) for m, h in heads.items()},
             config.repeats,
             config.warmup,
         )
         results[setting] = {
             "support": support_stats(masks, config.channels),
-            "head_seconds": head_times,
-            "head_ratio": {m: head_times[m] / head_times["first_order"] for m in METHODS},
-            "end_to_end_seconds": net_times,
-            "end_to_end_ratio": {m: net_times[m] / net_times["first_order"] for m in METHODS},
+            "head_seconds": {m: head[m]["median"] for m in METHODS},
+            "head_seconds_min": {m: head[m]["min"] for m in METHODS},
+            "head_ratio": {m: head[m]["median"] / head["first_order"]["median"] for m in METHODS},
+            "end_to_end_seconds": {m: net[m]["median"] for m in METHODS},
+            "end_to_end_seconds_min": {m: net[m]["min"] for m in METHODS},
+            "end_to_end_ratio": {
+                m: net[m]["median"] / net["first_order"]["median"] for m in METHODS
+            },
             "accuracy": accuracy(base_features, masks),
         }
-    return results
+    crossover = route_crossover(config, base_features, generator)
+    return results, crossover
+
+
+def route_crossover(config: Config, features: Tensor, generator: torch.Generator) -> dict:
+    """Pooling fwd + bwd (``"log"``) per route for regions of one fixed support size ``p``.
+
+    ``config.regions`` regions of ``p`` random pixels each, ``p`` from ``C/8`` to ``C − 1``:
+    where the Gram route stops paying (the default ``gram_ratio`` of ``"auto"``).
+    """
+    C, N = config.channels, config.map_size**2
+    sizes = sorted({max(2, C // 8), C // 4, C // 2, (3 * C) // 4, min(C - 1, N)})
+    out: dict = {}
+    for p in sizes:
+        masks = torch.zeros(config.batch, config.regions, N, dtype=torch.bool)
+        for b in range(config.batch):
+            for r in range(config.regions):
+                masks[b, r, torch.randperm(N, generator=generator)[:p]] = True
+        masks = masks.reshape(config.batch, config.regions, config.map_size, config.map_size)
+        x = features.detach().clone().requires_grad_()
+
+        def step(route: str, masks: Tensor = masks, x: Tensor = x) -> Callable:
+            def run_once() -> None:
+                x.grad = None
+                second_order_pooling(x, masks, route=route).sum().backward()
+
+            return run_once
+
+        times = time_interleaved(
+            {r: step(r) for r in ("gram", "covariance")}, config.repeats, config.warmup
+        )
+        out[str(p)] = {r: t["median"] for r, t in times.items()}
+    return out
 
 
 def environment() -> dict:
@@ -311,14 +372,17 @@ def environment() -> dict:
 
 def markdown(results: dict) -> str:
     lines = [
-        "| setting | method | head fwd+bwd (ms) | head ratio | network step (ms) | step ratio |",
+        "| setting | method | head fwd+bwd ms (min) | head ratio | network step ms (min) "
+        "| step ratio |",
         "|---|---|---|---|---|---|",
     ]
     for setting, res in results.items():
         for m in METHODS:
             lines.append(
-                f"| {setting} | {m} | {1e3 * res['head_seconds'][m]:.2f} | "
-                f"{res['head_ratio'][m]:.2f} | {1e3 * res['end_to_end_seconds'][m]:.1f} | "
+                f"| {setting} | {m} | {1e3 * res['head_seconds'][m]:.2f} "
+                f"({1e3 * res['head_seconds_min'][m]:.2f}) | {res['head_ratio'][m]:.2f} | "
+                f"{1e3 * res['end_to_end_seconds'][m]:.1f} "
+                f"({1e3 * res['end_to_end_seconds_min'][m]:.1f}) | "
                 f"{res['end_to_end_ratio'][m]:.2f} |"
             )
     return "\n".join(lines)
@@ -328,26 +392,52 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny smoke configuration")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (median)")
+    parser.add_argument("--trunk", choices=("small", "vgg16"), default="small")
+    parser.add_argument(
+        "--eigh-threads",
+        type=int,
+        default=1,
+        help="MATBACKPROP_EIGH_THREADS for linalg's batched eigh (0: linalg's default pool). "
+        "Default 1: on a shared 2-core machine the eigh thread pool made timings erratic.",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
     args = parser.parse_args(argv)
     config = QUICK if args.quick else Config()
+    overrides: dict = {"trunk": args.trunk, "eigh_threads": args.eigh_threads}
     if args.repeats is not None:
         if args.repeats < 1:
             raise ValueError(f"`--repeats` must be >= 1, got {args.repeats}")
-        config = Config(**{**asdict(config), "repeats": args.repeats})
-    results = run(config)
+        overrides["repeats"] = args.repeats
+    config = Config(**{**asdict(config), **overrides})
+    previous = os.environ.get(EIGH_THREADS_ENV)
+    if config.eigh_threads > 0:
+        os.environ[EIGH_THREADS_ENV] = str(config.eigh_threads)
+    else:
+        os.environ.pop(EIGH_THREADS_ENV, None)
+    try:
+        results, crossover = run(config)
+    finally:
+        if previous is None:
+            os.environ.pop(EIGH_THREADS_ENV, None)
+        else:
+            os.environ[EIGH_THREADS_ENV] = previous
     payload = {
         "benchmark": "o2p_pooling",
         "command": " ".join(["python", "benchmarks/bench_o2p_pooling.py", *(argv or sys.argv[1:])]),
         "config": asdict(config),
         "environment": environment(),
         "settings": results,
+        "route_crossover_seconds": crossover,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2))
     print(markdown(results))
     for setting, res in results.items():
         print(f"{setting}: support {res['support']}; accuracy {res['accuracy']}")
+    print("pooling fwd+bwd by support size p (ms): " + "; ".join(
+        f"p={p}: gram {1e3 * t['gram']:.1f}, covariance {1e3 * t['covariance']:.1f}"
+        for p, t in crossover.items()
+    ))  # fmt: skip
     print(f"wrote {args.out}")
     return payload
 

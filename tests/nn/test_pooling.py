@@ -183,6 +183,8 @@ def test_invalid_masks_raise(case):
         ({"signed_power_alpha": -0.5}, "`signed_power` must be a finite number > 0"),
         ({"signed_power_alpha": 0.5, "signed_power_delta": 0.0}, "`signed_power_delta`"),
         ({"route": "fast"}, "`route` must be one of"),
+        ({"gram_ratio": 0.0}, "`gram_ratio` must be a finite number > 0"),
+        ({"gram_ratio": "half"}, "`gram_ratio` must be a finite number > 0"),
         ({"route": "gram", "normalization": "newton_schulz"}, "route`='gram' needs"),
         ({"route": "gram", "normalization": None}, "route`='gram' needs"),
         ({"route": "gram", "eps": 0.0}, "`eps` must be > 0 for route='gram'"),
@@ -372,6 +374,18 @@ def test_region_path_matches_per_region_loop_forward_and_gradient(normalization,
     torch.testing.assert_close(grad, grad_ref, atol=1e-9, rtol=1e-9)
 
 
+@pytest.mark.parametrize("route", ["auto", "gram", "covariance"])
+def test_regions_keep_their_order_when_grouped_by_support(route):
+    # supports 4, 1, 2 (and 2, 4, 1): one support group, processed in sorted order
+    x = make_features(B=2, C=6)
+    masks = torch.zeros(2, 3, 4, 5, dtype=F64)
+    masks[0, 0, 0, :4] = masks[0, 1, 1, 0] = masks[0, 2, 2, :2] = 1.0
+    masks[1, 0, 3, 1:3] = masks[1, 1, 0, :4] = masks[1, 2, 2, 4] = 1.0
+    out = second_order_pooling(x, masks, route=route, vectorize=False)
+    ref = loop_reference(x, masks, matrix_function("log", 1e-3))
+    torch.testing.assert_close(out, ref, atol=1e-9, rtol=1e-9)
+
+
 # ----------------------------------------------------------------------------- gradcheck
 
 
@@ -496,6 +510,18 @@ def test_compute_dtype_float64_is_cast_back_and_more_accurate():
     err_plain = (plain.double() - ref).abs().max()
     err_promoted = (promoted.double() - ref).abs().max()
     assert err_promoted < err_plain
+
+
+def test_compute_dtype_float64_on_the_gram_route():
+    x = make_features(C=12, H=5, W=5, seed=8).relu() * 10
+    masks = make_masks(H=5, W=5)
+    ref = second_order_pooling(x, masks, route="gram", eps=1e-4)
+    out = second_order_pooling(
+        x.float().requires_grad_(), masks.float(), route="gram", eps=1e-4,
+        compute_dtype=torch.float64,
+    )  # fmt: skip
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-6)
 
 
 def test_float16_masks_follow_features_dtype():

@@ -33,11 +33,27 @@ def test_quick_benchmark_writes_expected_json(tmp_path, capsys):
     payload = bench.main(["--quick", "--out", str(out)])
     written = json.loads(out.read_text())
     assert written == json.loads(json.dumps(payload))
-    assert {"benchmark", "command", "config", "environment", "settings"} <= written.keys()
+    assert {
+        "benchmark",
+        "command",
+        "config",
+        "environment",
+        "settings",
+        "route_crossover_seconds",
+    } <= written.keys()
+    for times in written["route_crossover_seconds"].values():
+        assert set(times) == {"gram", "covariance"} and min(times.values()) > 0
     assert set(written["settings"]) == {"superpixels", "candidates"}
     methods = {"first_order", "o2p_covariance", "o2p_gram", "o2p_auto"}
     for result in written["settings"].values():
-        for key in ("head_seconds", "head_ratio", "end_to_end_seconds", "end_to_end_ratio"):
+        for key in (
+            "head_seconds",
+            "head_seconds_min",
+            "head_ratio",
+            "end_to_end_seconds",
+            "end_to_end_seconds_min",
+            "end_to_end_ratio",
+        ):
             assert set(result[key]) == methods
             assert all(v > 0 for v in result[key].values())
         assert result["head_ratio"]["first_order"] == 1.0

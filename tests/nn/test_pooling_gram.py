@@ -9,7 +9,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 from matbackprop.linalg import logm, powm, sqrtm
 from matbackprop.nn._gram_functions import SERIES_RADIUS, GramFunction
-from matbackprop.nn._pooling import plan_routes, second_order_pooling
+from matbackprop.nn._pooling import plan_routes, second_order_pooling, support_buckets
 
 from .test_pooling import make_features, make_masks, single_thread  # noqa: F401
 
@@ -53,7 +53,8 @@ def _rel(value, reference):
 U_GRID = [0.0, 1e-14, 1e-6, 0.01, 0.99 * SERIES_RADIUS, 1.01 * SERIES_RADIUS, 0.3, 2.0, 30.0,
           1e4, 1e7]  # fmt: skip
 PAIRS = [(0.0, 0.01), (1e-3, 2e-3), (0.04, 0.045), (0.04, 0.06), (0.5, 0.5 + 1e-7), (3.0, 5.0),
-         (1e3, 1e3 * (1 + 1e-8)), (0.0, 100.0), (1e-9, 2e-9)]  # fmt: skip
+         (1e3, 1e3 * (1 + 1e-8)), (0.0, 100.0), (1e-9, 2e-9), (0.0, 5e-5), (1e-5, 0.03),
+         (2e-5, 0.2), (9e-5, 1e-4 + 1e-12)]  # fmt: skip
 
 
 @pytest.mark.parametrize(("normalization", "power"), FAMILIES, ids=FAMILY_IDS)
@@ -84,6 +85,18 @@ def test_divided_difference_matches_high_precision(normalization, power, eps):
         )
         ours = dd(torch.tensor([float(a)], dtype=F64), torch.tensor([float(b)], dtype=F64))
         assert _rel(ours[0], ref) < 1e-12, (ua, ub)
+
+
+@pytest.mark.parametrize(("normalization", "power"), FAMILIES, ids=FAMILY_IDS)
+def test_divided_difference_vmap_friendly_form_agrees(normalization, power):
+    """The torch.where form (used under torch.func transforms) equals the piecewise one."""
+    *_, dd = GramFunction(normalization, 1e-2, power).scalar_functions()
+    u = torch.tensor([0.0, 3e-7, 2e-5, 0.01, 0.04, 0.3, 7.0], dtype=F64) * 1e-2
+    a, b = u.unsqueeze(-1).expand(7, 7), (u.flip(0) * 1.5).unsqueeze(0).expand(7, 7)
+    mask = a != b
+    piecewise = dd(a, b)[mask]
+    vmapped = torch.func.vmap(dd)(a, b)[mask]
+    torch.testing.assert_close(vmapped, piecewise, rtol=1e-13, atol=0)
 
 
 def test_g_float32_close_to_float64():
@@ -217,8 +230,22 @@ def test_gradcheck_gram_route_with_zero_padding_and_single_pixels():
 
 
 def test_plan_routes():
-    support = torch.tensor([3, 10, 7, 12])
-    assert plan_routes(support, 8, "auto", True).tolist() == [True, False, True, False]
-    assert plan_routes(support, 8, "auto", False).tolist() == [False] * 4
-    assert plan_routes(support, 8, "gram", True).tolist() == [True] * 4
-    assert plan_routes(support, 8, "covariance", True).tolist() == [False] * 4
+    support = torch.tensor([3, 10, 7, 12, 5])
+    assert plan_routes(support, 8, "auto", True).tolist() == [True, False, False, False, True]
+    assert plan_routes(support, 8, "auto", True, 1.0).tolist() == [True, False, True, False, True]
+    assert plan_routes(support, 8, "auto", True, 2.0).tolist() == [True, False, True, False, True]
+    assert plan_routes(support, 8, "auto", False).tolist() == [False] * 5
+    assert plan_routes(support, 8, "gram", True).tolist() == [True] * 5
+    assert plan_routes(support, 8, "covariance", True).tolist() == [False] * 5
+
+
+def test_support_buckets_cover_every_region_once_in_ascending_order():
+    support = torch.tensor([40, 3, 12, 200, 9, 41, 190])
+    sel = torch.tensor([0, 1, 2, 3, 4, 5, 6])
+    groups = support_buckets(sel, support)
+    seen = torch.cat([indices for indices, _ in groups])
+    assert sorted(seen.tolist()) == list(range(7))
+    for indices, size in groups:
+        assert indices.tolist() == sorted(indices.tolist())
+        assert size == int(support[indices].max())
+        assert size <= 1.25 * int(support[indices].min()) + 8

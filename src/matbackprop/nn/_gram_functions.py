@@ -52,6 +52,9 @@ from torch import Tensor
 
 SERIES_RADIUS = 0.05
 SERIES_TERMS = 20
+# (radius, terms) for u >= 0 inside the series region: the truncation error of
+# Σₖ aₖ (xᵏ − yᵏ)/(x − y) is about K·radius^(K−1)·|a_K|, below 1e-18 relative in every tier.
+SERIES_TIERS = ((1e-4, 6), (1e-2, 11), (SERIES_RADIUS, SERIES_TERMS))
 
 Fn = Callable[[Tensor], Tensor]
 Fn2 = Callable[[Tensor, Tensor], Tensor]
@@ -178,12 +181,37 @@ class _NormalizedH:
         small = hi < SERIES_RADIUS
         if torch._C._are_functorch_transforms_active():
             return self._dd_where(hi, lo, small)
+        # Evaluated piecewise on boolean subsets (this runs on every p × p pair in the
+        # backward): smaller arguments need fewer series terms (SERIES_TIERS).
         out = torch.empty_like(hi)
-        if bool(small.any()):
-            out[small] = _series_divided_difference(self.c0, hi[small], lo[small])
+        lower = torch.full_like(hi, -1.0)
+        for radius, terms in SERIES_TIERS:
+            tier = (hi > lower) & (hi <= radius) if radius < SERIES_RADIUS else (hi > lower) & small
+            lower = torch.full_like(hi, radius)
+            if bool(tier.any()):
+                out[tier] = _series_divided_difference(self.c0[:terms], hi[tier], lo[tier])
         far = ~small
         if bool(far.any()):
-            out[far] = self._dd_closed(hi[far], lo[far])
+            hf, lf = hi[far], lo[far]
+            out[far] = (self.family.F_dd(hf, lf) - self._h_piecewise(lf)) / hf
+        return out
+
+    def _h_piecewise(self, u: Tensor) -> Tensor:
+        """``h(u)`` on boolean subsets (tiered series, closed form)."""
+        out = torch.empty_like(u)
+        lower = -1.0
+        for radius, terms in SERIES_TIERS:
+            tier = (
+                (u > lower) & (u <= radius)
+                if radius < SERIES_RADIUS
+                else (u > lower) & (u < SERIES_RADIUS)
+            )
+            lower = radius
+            if bool(tier.any()):
+                out[tier] = _horner(self.c0[:terms], u[tier])
+        far = u >= SERIES_RADIUS
+        if bool(far.any()):
+            out[far] = self.family.h(u[far])
         return out
 
     def _dd_closed(self, hi: Tensor, lo: Tensor) -> Tensor:
@@ -283,26 +311,32 @@ class GramFunction:
             return math.sqrt(self.eps)
         return self.eps ** float(self.power)
 
-    def _u(self, t: Tensor) -> Tensor:
-        return (t / self.eps).clamp_min(0)
+    def scalar_functions(self, shifted: bool = False) -> tuple[Fn, Fn, Fn, Fn2]:
+        """``(g, g′, g″, g[a, b])`` as closures sharing one ``h`` object.
 
-    def scalar_functions(self) -> tuple[Fn, Fn, Fn, Fn2]:
-        """``(g, g′, g″, g[a, b])`` as closures sharing one ``h`` object."""
+        With ``shifted=True`` they take the eigenvalues ``s = t + ε`` of ``K + εI`` instead of
+        those of ``K`` (``u = s/ε − 1``): the same function of ``K``, but the decomposed matrix
+        has no (near-)zero eigenvalues, which keeps float32 LAPACK off its slow denormal paths.
+        """
         h = self._h
         eps, q = float(self.eps), self._q
         s0, s1, s2 = eps**q, eps ** (q - 1), eps ** (q - 2)
+        offset = 1.0 if shifted else 0.0
+
+        def u_of(t: Tensor) -> Tensor:
+            return (t / eps - offset).clamp_min(0)
 
         def g(t: Tensor) -> Tensor:
-            return s0 * h.h(self._u(t))
+            return s0 * h.h(u_of(t))
 
         def dg(t: Tensor) -> Tensor:
-            return s1 * h.dh(self._u(t))
+            return s1 * h.dh(u_of(t))
 
         def d2g(t: Tensor) -> Tensor:
-            return s2 * h.d2h(self._u(t))
+            return s2 * h.d2h(u_of(t))
 
         def divided_difference(a: Tensor, b: Tensor) -> Tensor:
-            return s1 * h.dd(self._u(a), self._u(b))
+            return s1 * h.dd(u_of(a), u_of(b))
 
         g.__name__ = f"gram_{self.normalization}"
         return g, dg, d2g, divided_difference

@@ -60,6 +60,7 @@ def validate_pooling_options(
     vectorize: bool,
     route: str,
     compute_dtype: torch.dtype | None,
+    gram_ratio: float = 0.75,
 ) -> None:
     """Raise ``ValueError`` naming the first invalid option of second-order pooling."""
     if normalization not in NORMALIZATIONS:
@@ -82,6 +83,8 @@ def validate_pooling_options(
         raise ValueError(f"`vectorize` must be a bool, got {vectorize!r}")
     if route not in ROUTES:
         raise ValueError(f"`route` must be one of {ROUTES}, got {route!r}")
+    if not _is_number(gram_ratio) or not (0 < gram_ratio < math.inf):
+        raise ValueError(f"`gram_ratio` must be a finite number > 0, got {gram_ratio!r}")
     if route == "gram":
         if normalization not in NORMALIZATIONS_WITH_GRAM:
             raise ValueError(
@@ -165,13 +168,12 @@ def _check_values(features: Tensor, masks: Tensor | None, sums: Tensor | None) -
 
 def _region_rows(
     pixels: Tensor, weights: Tensor, image: Tensor, support: int, center: bool
-) -> tuple[Tensor, Tensor]:
+) -> Tensor:
     """Rows ``√w̃_p (f_p − μ)`` of each region over its (padded) support.
 
     ``pixels (B, N, C)``, normalized weights ``weights (n, N)`` (sum 1 per region), ``image
-    (n,)`` the image of each region. Returns ``X (n, support, C)`` and the boolean ``(n,
-    support)`` mask of real (positive-weight) rows; pixels outside the support get weight 0, so
-    the padding rows of ``X`` are exactly zero.
+    (n,)`` the image of each region. Returns ``X (n, support, C)``; pixels outside the support
+    get weight 0, so the padding rows of ``X`` are exactly zero.
     """
     N = pixels.shape[1]
     if support >= N:
@@ -179,12 +181,15 @@ def _region_rows(
         w = weights
     else:
         idx = torch.topk(weights, support, dim=-1, sorted=False).indices  # (n, p)
-        rows = pixels[image.unsqueeze(-1), idx]  # (n, p, C)
+        flat = (image.unsqueeze(-1) * N + idx).reshape(-1)
+        # index_select (backward: index_add) rather than advanced indexing (index_put)
+        rows = pixels.reshape(-1, pixels.shape[-1]).index_select(0, flat)
+        rows = rows.reshape(*idx.shape, pixels.shape[-1])  # (n, p, C)
         w = weights.gather(-1, idx)  # (n, p)
     if center:
         mu = (w.unsqueeze(-1) * rows).sum(-2, keepdim=True)  # (n, 1, C)
         rows = rows - mu
-    return torch.sqrt(w).unsqueeze(-1) * rows, w > 0
+    return torch.sqrt(w).unsqueeze(-1) * rows
 
 
 def _dense_moment(pixels: Tensor, weights: Tensor, image: Tensor, center: bool) -> Tensor:
@@ -208,14 +213,17 @@ def _covariance_function(
     M: Tensor, normalization: str | None, eps: float, power: float, iterations: int, check: bool
 ) -> Tensor:
     """``f(M + εI)`` by a C × C decomposition (or Newton–Schulz / identity)."""
+    # ε is added before the decomposition (not as linalg's eigenvalue shift): a rank-deficient
+    # M has (near-)zero eigenvalues on which float32 LAPACK syevd is erratically slow
+    # (denormals; up to seconds per batch), while M + εI has none. Same function of M.
+    shifted = M + eps * _identity(M.shape[-1], M) if eps else M
     try:
         if normalization == "log":
-            return logm(M, eps=eps, check=check)
+            return logm(shifted, check=check)
         if normalization == "sqrt":
-            return sqrtm(M, eps=eps, check=check)
+            return sqrtm(shifted, check=check)
         if normalization == "pow":
-            return powm(M, power, eps=eps, check=check)
-        shifted = M + eps * _identity(M.shape[-1], M) if eps else M
+            return powm(shifted, power, check=check)
         if normalization == "newton_schulz":
             return sqrtm_newton_schulz(shifted, iterations, check=check)
         return shifted
@@ -226,28 +234,21 @@ def _covariance_function(
         ) from err
 
 
-def _gram_function(X: Tensor, valid: Tensor, gram: GramFunction, check: bool) -> Tensor:
+def _gram_function(X: Tensor, gram: GramFunction, check: bool) -> Tensor:
     """``f(ε) I + Xᵀ g(XXᵀ) X`` for rows ``X (n, p, C)``: the exact low-rank route.
 
-    Zero padding rows make ``K = XXᵀ`` block diagonal with an exactly zero block, on which
-    LAPACK's float32 ``syevd`` has been seen to fail to converge. The padding block's diagonal
-    is therefore set to a constant ``−mean(diag K_real)`` (``−1`` for an all-zero region):
-    ``g(K)`` stays block diagonal and the padding rows of ``X`` are zero, so ``Xᵀ g(K) X`` is
-    unchanged (exactly), and the gradient of the padding block is discarded.
+    ``g`` is applied to ``K + εI`` with the argument shifted back (``g(s − ε)``), so that the
+    decomposed matrix has no (near-)zero eigenvalues: zero padding rows, duplicated pixels and
+    ``p > C`` all make ``K`` singular, and float32 LAPACK ``syevd`` is then erratically slow
+    (denormals) or fails to converge. Mathematically nothing changes.
     """
-    g, dg, d2g, dd = gram.scalar_functions()
-    K = _sym(X @ X.mT)  # (n, p, p)
-    if not bool(valid.all()):
-        with torch.no_grad():
-            diag = torch.diagonal(K, dim1=-2, dim2=-1)
-            real = valid.to(K.dtype)
-            mean = (diag * real).sum(-1, keepdim=True) / real.sum(-1, keepdim=True).clamp_min(1)
-            fill = -torch.where(mean > 0, mean, torch.ones_like(mean))
-            shift = torch.where(valid, torch.zeros_like(diag), fill.expand_as(diag))
-        K = K + torch.diag_embed(shift)
+    g, dg, d2g, dd = gram.scalar_functions(shifted=True)
+    K = X @ X.mT  # (n, p, p)
+    K = _sym(K) + gram.eps * _identity(K.shape[-1], K)
     G = spectral_function(K, g, dg, d2f=d2g, divided_difference=dd, check=check)
-    Y = X.mT @ (G @ X)  # (n, C, C)
-    return _sym(Y) + gram.f_eps() * _identity(X.shape[-1], X)
+    Y = X.mT @ (G @ X)  # (n, C, C), symmetric up to rounding (symmetrized by the caller)
+    Y.diagonal(dim1=-2, dim2=-1).add_(gram.f_eps())  # + f(ε) I (bmm does not save its output)
+    return Y
 
 
 def support_buckets(
@@ -256,7 +257,7 @@ def support_buckets(
     """Split the regions ``sel`` into groups of similar support size (less zero padding).
 
     Sorted by support; a group closes when the next support exceeds ``growth · first + slack``.
-    Returns ``(indices, largest support)`` per group.
+    Returns ``(indices, largest support)`` per group, indices ascending within a group.
     """
     sizes = support.index_select(0, sel)
     order = torch.argsort(sizes)
@@ -264,22 +265,26 @@ def support_buckets(
     groups, start = [], 0
     for i in range(1, len(sorted_sizes) + 1):
         if i == len(sorted_sizes) or sorted_sizes[i] > growth * sorted_sizes[start] + slack:
-            groups.append((sel.index_select(0, order[start:i]), int(sorted_sizes[i - 1])))
+            members = sel.index_select(0, order[start:i]).sort().values  # keep region order
+            groups.append((members, int(sorted_sizes[i - 1])))
             start = i
     return groups
 
 
-def plan_routes(support: Tensor, channels: int, route: str, gram_available: bool) -> Tensor:
+def plan_routes(
+    support: Tensor, channels: int, route: str, gram_available: bool, gram_ratio: float = 0.75
+) -> Tensor:
     """Boolean ``(Q,)``: which regions take the Gram route.
 
     ``"gram"``: all; ``"covariance"`` or Gram unavailable: none; ``"auto"``: regions whose
-    support (number of pixels with positive weight) is smaller than ``channels``.
+    support (number of pixels with positive weight) is below ``gram_ratio · channels`` (and
+    below ``channels``: only then is the p × p problem the smaller one).
     """
     if route == "gram":
         return torch.ones_like(support, dtype=torch.bool)
     if route == "covariance" or not gram_available:
         return torch.zeros_like(support, dtype=torch.bool)
-    return support < channels
+    return (support < gram_ratio * channels) & (support < channels)
 
 
 # ----------------------------------------------------------------------------- functional
@@ -298,6 +303,7 @@ def second_order_pooling(
     signed_power_delta: float = 1e-6,
     vectorize: bool = True,
     route: str = "auto",
+    gram_ratio: float = 0.75,
     compute_dtype: torch.dtype | None = None,
     check: bool = True,
 ) -> Tensor:
@@ -335,8 +341,12 @@ def second_order_pooling(
         ``"covariance"``: C × C eigendecomposition per region. ``"gram"``: the exact low-rank
         identity with a ``p × p`` eigendecomposition, ``p`` the largest support (needs
         ``normalization`` in log/sqrt/pow and ``eps > 0``). ``"auto"``: per region, the Gram
-        route when its support has fewer than ``C`` pixels (and it is available), else the
-        covariance route.
+        route when its support has fewer than ``gram_ratio · C`` (and ``C``) pixels and the
+        route is available, else the covariance route.
+    gram_ratio : float
+        Threshold of ``"auto"``, as a fraction of ``C``. The default 0.75 is the measured CPU
+        crossover (float32, C = 256, 32 regions: the Gram route is 7× faster at p = C/8, on
+        par at p ≈ 0.75 C and 2× slower at p = C − 1; see benchmarks/bench_o2p_pooling.py).
     compute_dtype : torch.dtype, optional
         Dtype of the pooled products and the matrix function (e.g. ``torch.float64`` for
         float32 features, as the paper did); the result is cast back to ``features.dtype``.
@@ -375,9 +385,16 @@ def second_order_pooling(
 
     *Float32.* In the covariance route the ``C − p`` null-space eigenvalues of ``C_r`` carry
     rounding errors ``~1e-7‖C_r‖``, which ``log`` amplifies when ``ε`` is small; the Gram route
-    places them at exactly ``ε``. ``compute_dtype=torch.float64`` removes the issue for both.
+    places them at exactly ``ε`` (benchmark: max error of the float32 log descriptors against
+    float64, 8e-5 covariance vs 1.2e-6 Gram). ``compute_dtype=torch.float64`` helps both.
+    ``ε`` is added to the matrix *before* the decomposition (``K + εI`` with a shifted ``g`` in
+    the Gram route): float32 LAPACK ``syevd`` on singular matrices was measured up to 100×
+    slower (denormals) and occasionally fails to converge. If it still fails, the group of
+    regions is recomputed in float64 with a ``RuntimeWarning``.
 
-    Cost per region: covariance ``O(C²p + C³)``; Gram ``O(C²p + Cp² + p³)``.
+    *Cost* per region: covariance ``O(C²p + C³)``; Gram ``O(C²p + Cp² + p³)``. Regions are
+    processed in groups of similar support size (little zero padding); each group is one
+    batched decomposition.
 
     References
     ----------
@@ -408,6 +425,7 @@ def second_order_pooling(
         vectorize=vectorize,
         route=route,
         compute_dtype=compute_dtype,
+        gram_ratio=gram_ratio,
     )
     features = _validate_features(features)
     B, C, H, W = features.shape
@@ -436,7 +454,7 @@ def second_order_pooling(
     out_dtype = features.dtype
     work_dtype = compute_dtype or out_dtype
 
-    pixels = features.reshape(B, C, N).mT  # (B, N, C)
+    pixels = features.reshape(B, C, N).mT.contiguous()  # (B, N, C)
     weights = weights.reshape(B * R, N)  # (Q, N)
     image = torch.arange(B, device=features.device).repeat_interleave(R)  # (Q,)
 
@@ -445,23 +463,31 @@ def second_order_pooling(
     else:
         support = torch.full((B * R,), N, device=features.device)
     gram_available = normalization in NORMALIZATIONS_WITH_GRAM and eps > 0 and not mask_grad
-    use_gram = plan_routes(support, C, route, gram_available)
+    use_gram = plan_routes(support, C, route, gram_available, gram_ratio)
 
     def compute(indices: Tensor, size: int, gram_group: bool, dtype: torch.dtype) -> Tensor:
-        everything = indices.numel() == B * R
+        everything = indices.numel() == B * R  # then indices == arange (sorted, unique)
         w_sel = weights if everything else weights.index_select(0, indices)
         img_sel = image if everything else image.index_select(0, indices)
         px, w_sel = pixels.to(dtype), w_sel.to(dtype)
         if gram_group:
-            X, valid = _region_rows(px, w_sel, img_sel, size, center)
+            X = _region_rows(px, w_sel, img_sel, size, center)
             gram = GramFunction(normalization, float(eps), float(power))
-            return _gram_function(X, valid, gram, check)
+            return _gram_function(X, gram, check)
         if mask_grad:
             M = _dense_moment(px, w_sel, img_sel, center)
         else:
-            X, _ = _region_rows(px, w_sel, img_sel, size, center)
+            X = _region_rows(px, w_sel, img_sel, size, center)
             M = X.mT @ X
-        return _covariance_function(_sym(M), normalization, eps, power, iterations, check)
+        # linalg symmetrizes its input (and checks that M is symmetric up to rounding)
+        return _covariance_function(M, normalization, eps, power, iterations, check)
+
+    def finish(Y: Tensor) -> Tensor:
+        """Cast back, signed power, vectorize (reads the upper triangle) or symmetrize."""
+        Y = Y.to(out_dtype)
+        if signed_power_alpha is not None:
+            Y = signed_power(Y, signed_power_alpha, signed_power_delta)
+        return vectorize_symmetric(Y) if vectorize else _sym(Y)
 
     pieces: list[tuple[Tensor, Tensor]] = []
     for gram_group in (True, False):
@@ -485,19 +511,16 @@ def second_order_pooling(
                     stacklevel=2,
                 )
                 Y = compute(indices, size, gram_group, torch.float64).to(work_dtype)
-            pieces.append((indices, Y))
+            pieces.append((indices, finish(Y)))
 
-    if len(pieces) == 1:
-        Y = pieces[0][1]
-    else:
-        order = torch.cat([sel for sel, _ in pieces])
+    order = torch.cat([indices for indices, _ in pieces])
+    # rows in the order of `order` (groups sorted by support size)
+    out = pieces[0][1] if len(pieces) == 1 else torch.cat([y for _, y in pieces])
+    if not torch.equal(order, torch.arange(order.numel(), device=order.device)):
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(order.numel(), device=order.device)
-        Y = torch.cat([y for _, y in pieces]).index_select(0, inverse)
-    Y = Y.to(out_dtype).reshape(B, R, C, C)
-    if signed_power_alpha is not None:
-        Y = signed_power(Y, signed_power_alpha, signed_power_delta)
-    out = vectorize_symmetric(Y) if vectorize else Y
+        out = out.index_select(0, inverse)
+    out = out.reshape(B, R, *out.shape[1:])
     return out if has_masks else out.squeeze(1)
 
 
@@ -519,7 +542,7 @@ class SecondOrderPooling(nn.Module):
     ----------
     normalization : {"log", "sqrt", "newton_schulz", "pow", None}
         See :func:`second_order_pooling` (``"log"``: DeepO2P).
-    eps, center, power, iterations, vectorize, route, compute_dtype, check
+    eps, center, power, iterations, vectorize, route, gram_ratio, compute_dtype, check
         See :func:`second_order_pooling`.
     signed_power : float, optional
         Exponent ``α`` of the element-wise signed power normalization (``None``: off).
@@ -570,6 +593,7 @@ class SecondOrderPooling(nn.Module):
         in_channels: int | None = None,
         reduce_dim: int | None = None,
         route: str = "auto",
+        gram_ratio: float = 0.75,
         compute_dtype: torch.dtype | None = None,
         check: bool = True,
     ) -> None:
@@ -585,6 +609,7 @@ class SecondOrderPooling(nn.Module):
             vectorize=vectorize,
             route=route,
             compute_dtype=compute_dtype,
+            gram_ratio=gram_ratio,
         )
         for name, value in (("in_channels", in_channels), ("reduce_dim", reduce_dim)):
             if value is not None and (
@@ -606,6 +631,7 @@ class SecondOrderPooling(nn.Module):
         self.in_channels = in_channels
         self.reduce_dim = reduce_dim
         self.route = route
+        self.gram_ratio = float(gram_ratio)
         self.compute_dtype = compute_dtype
         self.check = check
         self.reduce = (
@@ -647,6 +673,7 @@ class SecondOrderPooling(nn.Module):
             signed_power_delta=self.signed_power_delta,
             vectorize=self.vectorize,
             route=self.route,
+            gram_ratio=self.gram_ratio,
             compute_dtype=self.compute_dtype,
             check=self.check,
         )
@@ -662,6 +689,8 @@ class SecondOrderPooling(nn.Module):
         if self.signed_power is not None:
             parts.append(f"signed_power={self.signed_power:g}")
         parts.append(f"route={self.route!r}")
+        if self.route == "auto" and self.gram_ratio != 0.75:
+            parts.append(f"gram_ratio={self.gram_ratio:g}")
         if not self.vectorize:
             parts.append("vectorize=False")
         if self.compute_dtype is not None:

@@ -80,7 +80,7 @@ def signed_power(x: Tensor, alpha: float, delta: float = 1e-6) -> Tensor:
     Examples
     --------
     >>> import torch
-    >>> signed_power(torch.tensor([-4.0, 0.0, 9.0]), 0.5, delta=1e-12)
+    >>> signed_power(torch.tensor([-4.0, 0.0, 9.0]), 0.5, delta=1e-30)
     tensor([-2.,  0.,  3.])
     """
     if not isinstance(x, Tensor):

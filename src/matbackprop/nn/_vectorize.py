@@ -16,6 +16,7 @@ vectors is the Frobenius one on the matrices (the log-Euclidean metric after ``l
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -34,9 +35,20 @@ def symmetric_dim(n: int) -> int:
     return n * (n + 1) // 2
 
 
+@lru_cache(maxsize=32)
 def _triangle_index(n: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Row and column indices of the upper triangle, row-major (cached per size and device)."""
     rows, cols = torch.triu_indices(n, n, device=device)
     return rows, cols
+
+
+@lru_cache(maxsize=32)
+def _flat_index_and_scale(
+    n: int, device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """Flat indices ``i·n + j`` of the upper triangle and the ``1 / √2`` entry scales."""
+    rows, cols = _triangle_index(n, device)
+    return rows * n + cols, _offdiag_scale(rows, cols, dtype)
 
 
 def _offdiag_scale(rows: Tensor, cols: Tensor, dtype: torch.dtype) -> Tensor:
@@ -87,8 +99,11 @@ def vectorize_symmetric(M: Tensor) -> Tensor:
         raise ValueError(f"`M` must have shape (..., n, n) with n >= 1, got {tuple(M.shape)}")
     if not M.dtype.is_floating_point:
         raise ValueError(f"`M` must have a floating dtype, got {M.dtype}")
-    rows, cols = _triangle_index(M.shape[-1], M.device)
-    return M[..., rows, cols] * _offdiag_scale(rows, cols, M.dtype)
+    n = M.shape[-1]
+    flat, scale = _flat_index_and_scale(n, M.device, M.dtype)
+    # index_select on the flattened matrix: its backward is an index_add (fast), unlike the
+    # accumulate-index_put of advanced indexing.
+    return M.reshape(*M.shape[:-2], n * n).index_select(-1, flat) * scale
 
 
 def unvectorize_symmetric(v: Tensor, n: int | None = None) -> Tensor:
@@ -132,16 +147,12 @@ def unvectorize_symmetric(v: Tensor, n: int | None = None) -> Tensor:
         raise ValueError(
             f"`n` must match the length of `v` ({length} = n(n+1)/2 with n = {inferred}), got {n!r}"
         )
-    rows, cols = _triangle_index(inferred, v.device)
-    entries = v / _offdiag_scale(rows, cols, v.dtype)
-    return _scatter(v.new_zeros(*v.shape[:-1], inferred, inferred), rows, cols, entries)
+    flat, scale = _flat_index_and_scale(inferred, v.device, v.dtype)
+    return _scatter(v.new_zeros(*v.shape[:-1], inferred, inferred), flat, v / scale)
 
 
-def _scatter(M: Tensor, rows: Tensor, cols: Tensor, entries: Tensor) -> Tensor:
-    """Fill the upper triangle with ``entries`` and mirror it (differentiable)."""
+def _scatter(M: Tensor, flat: Tensor, entries: Tensor) -> Tensor:
+    """Fill the upper triangle (flat indices) with ``entries`` and mirror it (differentiable)."""
     n = M.shape[-1]
-    flat = M.reshape(*M.shape[:-2], n * n)
-    upper = flat.index_add(-1, rows * n + cols, entries)
-    upper = upper.reshape(M.shape)
-    strict = torch.triu(upper, diagonal=1)
-    return upper + strict.mT
+    upper = M.reshape(*M.shape[:-2], n * n).index_add(-1, flat, entries).reshape(M.shape)
+    return upper + torch.triu(upper, diagonal=1).mT

@@ -19,7 +19,10 @@ Two solvers, both with the matrix-backpropagation gradient of :mod:`matbackprop.
 Measured (float32, d = 64, k = 8, 2 CPU cores; ``benchmarks/bench_ncuts.py`` and a float64
 reference): ``"gram"`` is about 1.5–2× faster, but its float32 gradient w.r.t. ``F`` was up to
 10× further from the float64 one (relative error 1.6e-3 vs 1.4e-4 at m = 65536). Both are far
-inside the time budget (< 1 s at m = 65536), so ``"svd"`` is the default.
+inside the time budget (< 1 s at m = 65536), so ``"svd"`` is the default. On an oversubscribed
+CPU (more runnable threads than cores) MKL's multi-threaded SVD degrades most: at m = 65536 on
+2 cores with one competing busy process, 1.25 s median (``"svd"``) vs 0.24 s (``"gram"``) vs
+0.18 s (``"svd"`` with ``torch.set_num_threads(1)``), against 0.11 s unloaded.
 """
 
 from __future__ import annotations
