@@ -202,3 +202,21 @@ def test_threaded_cpu_solver_matches_single_call():
     lam2, U2 = torch.linalg.eigh(A)
     torch.testing.assert_close(lam, lam2)
     torch.testing.assert_close(U @ torch.diag_embed(lam) @ U.mT, A, atol=1e-12, rtol=0)
+
+
+def test_float32_nonconvergence_falls_back_to_float64(monkeypatch):
+    from matbackprop.linalg import _solver
+
+    real = torch.linalg.eigh
+
+    def flaky(A, *args, **kwargs):
+        if A.dtype == torch.float32:
+            raise torch.linalg.LinAlgError("failed to converge (simulated)")
+        return real(A, *args, **kwargs)
+
+    monkeypatch.setattr(_solver.torch.linalg, "eigh", flaky)
+    A = B.random_symmetric(5, seed=22).float()
+    with pytest.warns(RuntimeWarning, match="float64"):
+        lam, U = eigh(A)
+    assert lam.dtype == torch.float32
+    torch.testing.assert_close(lam, real(A.double())[0].float())

@@ -9,6 +9,7 @@ state is thread-local), a single batched call is made.
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -42,8 +43,23 @@ def _eigh_single_thread(chunk: Tensor) -> tuple[Tensor, Tensor]:
 def symmetric_eigh(A: Tensor) -> tuple[Tensor, Tensor]:
     """Eigenvalues (ascending) and orthonormal eigenvectors of symmetric ``A (..., n, n)``.
 
-    Reads the lower triangle, like :func:`torch.linalg.eigh`. No gradient tracking.
+    Reads the lower triangle, like :func:`torch.linalg.eigh`. No gradient tracking. If LAPACK
+    fails to converge in float32 (it happens on badly scaled, zero-padded Gram matrices), the
+    decomposition is retried in float64 with a ``RuntimeWarning``.
     """
+    try:
+        return _symmetric_eigh(A)
+    except torch.linalg.LinAlgError:
+        if A.dtype != torch.float32 or torch._C._are_functorch_transforms_active():
+            raise
+        warnings.warn(
+            "float32 eigh did not converge; retrying in float64", RuntimeWarning, stacklevel=3
+        )
+        lam, U = _symmetric_eigh(A.double())
+        return lam.float(), U.float()
+
+
+def _symmetric_eigh(A: Tensor) -> tuple[Tensor, Tensor]:
     n = A.shape[-1]
     batch = A.shape[:-2]
     count = 1

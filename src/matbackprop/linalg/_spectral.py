@@ -194,8 +194,12 @@ class _SpectralFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(A: Tensor, fn: ScalarFunction, opts: SpectralOptions):
-        lam, U = symmetric_eigh(sym(A))
-        mu = lam + opts.eps if opts.eps else lam
+        S = sym(A)
+        if opts.eps:
+            # Shift before decomposing: LAPACK on the singular FᵀF (denormals, slow or failing
+            # convergence in float32) is avoided, and U is the same.
+            S = S + opts.eps * torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
+        mu, U = symmetric_eigh(S)  # eigenvalues of A + εI
         f_mu = _effective(fn, opts).f(mu)
         Y = (U * f_mu.unsqueeze(-2)) @ U.mT  # U f(Σ) Uᵀ
         return Y, mu, U
