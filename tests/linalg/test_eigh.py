@@ -197,7 +197,7 @@ def test_threaded_cpu_solver_matches_single_call():
     """The CPU path splits big batches across threads; results equal one batched call."""
     from matbackprop.linalg._solver import symmetric_eigh
 
-    A = B.random_symmetric(64, seed=20, batch=(8,))
+    A = B.random_symmetric(128, seed=20, batch=(8,))
     lam, U = symmetric_eigh(A)
     lam2, U2 = torch.linalg.eigh(A)
     torch.testing.assert_close(lam, lam2)

@@ -29,7 +29,7 @@ from ._spectral import (
 
 def _log_dd(a: Tensor, b: Tensor) -> Tensor:
     d = a - b
-    return torch.log1p(d / b) / d
+    return torch.div(d, b).log1p_().div_(d)  # log1p(d/b)/d, in place after the first pass
 
 
 LOG = ScalarFunction(
@@ -54,14 +54,14 @@ SQRT = ScalarFunction(
     f=_sqrt,
     df=_dsqrt,
     d2f=lambda x: -0.25 * x.clamp_min(torch.finfo(x.dtype).tiny).pow(-1.5),
-    divided_difference=lambda a, b: torch.reciprocal(_sqrt(a) + _sqrt(b)),
+    divided_difference=lambda a, b: (_sqrt(a) + _sqrt(b)).reciprocal_(),
     name="sqrtm",
 )
 
 
 def _invsqrt_dd(a: Tensor, b: Tensor) -> Tensor:
     ra, rb = torch.sqrt(a), torch.sqrt(b)
-    return -torch.reciprocal(ra * rb * (ra + rb))
+    return (ra + rb).mul_(ra * rb).reciprocal_().neg_()  # −1/(√a√b(√a + √b))
 
 
 INVSQRT = ScalarFunction(
@@ -74,9 +74,9 @@ INVSQRT = ScalarFunction(
 
 
 def _exp_dd(a: Tensor, b: Tensor) -> Tensor:
-    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
-    d = hi - lo
-    return torch.exp(lo) * torch.expm1(d) / d
+    d = (a - b).abs_()
+    # exp(min(a, b)) · expm1(|a − b|) / |a − b|; exp is monotone, so min commutes with it
+    return torch.expm1(d).div_(d).mul_(torch.minimum(torch.exp(a), torch.exp(b)))
 
 
 EXP = ScalarFunction(

@@ -16,9 +16,9 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-# Matrices smaller than this gain nothing from threading (measured in
+# Smaller matrices gain nothing from threading (measured with
 # benchmarks/bench_matrix_functions.py; see docs/numerics.md).
-_MIN_N_FOR_THREADS = 48
+_MIN_N_FOR_THREADS = 128
 _MIN_BATCH_PER_THREAD = 2
 
 
