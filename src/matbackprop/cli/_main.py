@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=_positive_int, default=None, help="training steps")
     demo.add_argument("--quick", action="store_true", help="a tiny configuration (smoke test)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--resume", action="store_true", help="continue an interrupted run")
     _add_common(demo)
 
     train = sub.add_parser("train", help="train a task (ncuts on BSDS500, o2p on COCO)")
@@ -117,7 +118,12 @@ def _run(args: argparse.Namespace) -> int:
         from ._demo import run_demo
 
         run_demo(
-            out_dir=args.out, steps=args.steps, quick=args.quick, seed=args.seed, device=args.device
+            out_dir=args.out,
+            steps=args.steps,
+            quick=args.quick,
+            seed=args.seed,
+            device=args.device,
+            resume=args.resume,
         )
         return 0
     if args.command == "report":
