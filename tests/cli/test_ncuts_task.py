@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from matbackprop.cli import main
-from matbackprop.cli._ncuts_common import IGNORE, pick_annotator
+from matbackprop.cli._ncuts_common import IGNORE, annotator_node_labels, pick_annotator
 from matbackprop.data import save_bsds_ground_truth
 
 
@@ -100,6 +100,7 @@ def test_corrupt_ground_truth_names_the_file_and_skip_bad_continues(tiny_bsds, t
 def test_pick_annotator_caps_segments():
     index = torch.arange(6).reshape(2, 3)
     fine = torch.tensor([[0, 1, 2], [3, 3, 3]])
-    labels = pick_annotator([fine], index, 2, torch.Generator().manual_seed(0))
+    candidates = annotator_node_labels([fine], index)
+    labels = pick_annotator(candidates, 2, torch.Generator().manual_seed(0))
     assert (labels == IGNORE).sum() == 2  # two singleton segments dropped
     assert set(labels[labels != IGNORE].tolist()) == {3, labels[labels != IGNORE][0].item()}

@@ -54,14 +54,16 @@ class NodeSpec:
         return slic_superpixels(image, self.n_segments, self.compactness).long()
 
 
-def pick_annotator(
-    segmentations: Sequence[Tensor], node_index: Tensor, max_segments: int, generator
-) -> Tensor:
-    """Node labels of one human segmentation, drawn at random among those with at most
-    ``max_segments`` segments at node level. If none qualifies, the coarsest one is used with
-    only its ``max_segments`` largest segments; nodes of the others get :data:`IGNORE`
-    (dropped from the loss, see ``ncuts_loss(ignore_index=...)``)."""
-    candidates = [majority_labels(seg, node_index) for seg in segmentations]
+def annotator_node_labels(segmentations: Sequence[Tensor], node_index: Tensor) -> list[Tensor]:
+    """Node labels (majority vote) of every human segmentation."""
+    return [majority_labels(seg, node_index) for seg in segmentations]
+
+
+def pick_annotator(candidates: Sequence[Tensor], max_segments: int, generator) -> Tensor:
+    """One annotator's node labels, drawn at random among those with at most ``max_segments``
+    segments. If none qualifies, the coarsest one is used with only its ``max_segments``
+    largest segments; nodes of the others get :data:`IGNORE` (dropped from the loss, see
+    ``ncuts_loss(ignore_index=...)``)."""
     counts = [int(torch.unique(c).numel()) for c in candidates]
     ok = [i for i, c in enumerate(counts) if c <= max_segments]
     if ok:
@@ -87,30 +89,27 @@ class NCutsTrainingSet(Dataset):
         and epoch from the trainer's seeded per-item generator (deterministic, resumable);
         see :func:`pick_annotator`.
 
-    Node index maps are computed once per image and cached.
+    Node index maps and the annotators' node labels are computed once per image and cached.
     """
 
     def __init__(self, samples, nodes: NodeSpec, max_segments: int = 16) -> None:
         self.samples = samples
         self.nodes = nodes
         self.max_segments = max_segments
-        self._node_index: dict[int, Tensor] = {}
+        self._cache: dict[int, tuple[Tensor, list[Tensor]]] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def node_index(self, i: int, image: Tensor) -> Tensor:
-        if i not in self._node_index:
-            self._node_index[i] = self.nodes.node_index(image)
-        return self._node_index[i]
-
     def __getitem__(self, i: int):
         sample = self.samples[i]
-        image = sample.image
-        index = self.node_index(i, image)
-        segs = getattr(sample, "segmentations", None) or [sample.labels]
-        labels = pick_annotator(segs, index, self.max_segments, torch.default_generator)
-        return image, index, labels
+        if i not in self._cache:
+            index = self.nodes.node_index(sample.image)
+            segs = getattr(sample, "segmentations", None) or [sample.labels]
+            self._cache[i] = (index, annotator_node_labels(segs, index))
+        index, candidates = self._cache[i]
+        labels = pick_annotator(candidates, self.max_segments, torch.default_generator)
+        return sample.image, index, labels
 
 
 def collate_ncuts(items):
