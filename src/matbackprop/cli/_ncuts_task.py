@@ -42,7 +42,9 @@ from matbackprop.train import (
     TrainConfig,
     Trainer,
     config_to_dict,
+    is_main_process,
     load_model_weights,
+    resolve_device,
     seed_everything,
 )
 
@@ -163,8 +165,9 @@ def train(config: Config, *, resume: bool = False) -> dict:
 
     # classic baseline: bandwidths by covering ODS on the first training images
     classic_file = run_dir / "classic_ncuts.json"
-    if resume and classic_file.is_file():
-        classic_summary = json.loads(classic_file.read_text())
+    if (resume and classic_file.is_file()) or not is_main_process():
+        # under DDP only rank 0 tunes the baseline; it is not needed for training
+        classic_summary = json.loads(classic_file.read_text()) if classic_file.is_file() else {}
     else:
         samples = [data[i] for i in range(min(config.tune_images, len(data)))]
         classic, scores = tune_classic(
@@ -218,10 +221,11 @@ def evaluate(config: Config, *, checkpoint: Path, split: str | None, out_dir: Pa
         )
     classic_params = json.loads(classic_file.read_text())
     classic = ClassicNCuts(classic_params["sigma_rgb"], classic_params["sigma_xy"])
+    device = resolve_device(config.train.device)
     model = build_deep_ncuts(config, pretrained=False)
     load_model_weights(model, checkpoint)
-    model.eval()
-    frozen = build_frozen_ncuts(config)
+    model = model.to(device).eval()
+    frozen = build_frozen_ncuts(config).to(device)
 
     small = BSDS500(config.root(), split, max_size=config.max_size)
     full = BSDS500(config.root(), split)
@@ -235,10 +239,18 @@ def evaluate(config: Config, *, checkpoint: Path, split: str | None, out_dir: Pa
         indices.append(config.nodes.node_index(sample.image))
 
     k = config.k_max
+
+    def on_device(net):
+        def segment(img, idx):
+            levels = net.segment_hierarchy(img.to(device), idx.to(device), k)
+            return [level.cpu() for level in levels]
+
+        return segment
+
     segmenters = {
         "classic_ncuts": lambda img, idx: classic.segment_hierarchy(img, idx, k),
-        "frozen_feature_ncuts": lambda img, idx: frozen.segment_hierarchy(img, idx, k),
-        "deep_ncuts": lambda img, idx: model.segment_hierarchy(img, idx, k),
+        "frozen_feature_ncuts": on_device(frozen),
+        "deep_ncuts": on_device(model),
     }
     metrics, hierarchies = evaluate_segmenters(
         segmenters,
@@ -264,6 +276,7 @@ def evaluate(config: Config, *, checkpoint: Path, split: str | None, out_dir: Pa
         "methods": metrics,
         "classic_params": classic_params,
         "checkpoint": str(checkpoint),
+        "device": str(device),
         "config": config_to_dict(config),
         "figure": str(figure),
         "commands": [" ".join(["matbackprop", *sys.argv[1:]])],
