@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from ._errors import DataFileError
 from ._images import read_rgb_image
+from ._indexing import check_index
 from ._paths import BSDS_ENV, SHARED_ENV, default_bsds_root
 from ._transforms import keep_aspect_size, resize_image, resize_labels
 
@@ -362,13 +363,7 @@ class BSDS500(Dataset):
         return len(self.ids)
 
     def _index(self, index: int) -> int:
-        n = len(self.ids)
-        if not isinstance(index, int | np.integer) or isinstance(index, bool):
-            raise TypeError(f"index must be an int, got {type(index).__name__}")
-        i = int(index)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for {n} items")
-        return i % n
+        return check_index(index, len(self.ids))
 
     def paths(self, index: int) -> BSDSFiles:
         """The image and ground-truth files of item ``index``."""

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from ._errors import DataFileError
 from ._images import read_rgb_image
+from ._indexing import check_index
 from ._paths import COCO_ENV, SHARED_ENV, default_coco_root
 from ._transforms import keep_aspect_size, resize_image
 
@@ -357,13 +358,7 @@ class COCORegions(Dataset):
         return len(self._records)
 
     def _index(self, index: int) -> int:
-        n = len(self._records)
-        if not isinstance(index, int | np.integer) or isinstance(index, bool):
-            raise TypeError(f"index must be an int, got {type(index).__name__}")
-        i = int(index)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for {n} items")
-        return i % n
+        return check_index(index, len(self._records))
 
     def paths(self, index: int) -> Path:
         """The image file of item ``index`` (annotations: :attr:`annotation_file`)."""
