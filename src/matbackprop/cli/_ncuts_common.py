@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from matbackprop.data import grid_superpixels, majority_labels, resize_labels, slic_superpixels
 from matbackprop.metrics import aggregate_boundary, aggregate_region, evaluate_hierarchy
@@ -172,7 +174,8 @@ def evaluate_segmenters(
         for method, segment in segmenters.items():
             start = time.perf_counter()
             levels_all, jobs = [], []
-            for i, image in enumerate(images):
+            bar = tqdm(images, desc=f"segment {method}", disable=None, leave=False, file=sys.stderr)
+            for i, image in enumerate(bar):
                 levels = pad_hierarchy(segment(image, node_indices[method][i]), k_max - 1)
                 size = tuple(ground_truths[i][0].shape)
                 if tuple(levels[0].shape) != size:  # segmented at model resolution: upsample
@@ -207,6 +210,11 @@ def evaluate_segmenters(
                     boundary_ap=boundary.ap,
                 )
             metrics[method] = entry
+            print(
+                f"{method}: covering ODS {entry['covering_ods']:.3f} ({entry['seconds']:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
             hierarchies[method] = levels_all
     finally:
         if pool is not None:
@@ -224,7 +232,8 @@ def tune_classic(
 ) -> tuple[ClassicNCuts, dict]:
     """Grid-search the classic baseline's bandwidths by covering (ODS) on training images."""
     scores = {}
-    for s_rgb, s_xy in itertools.product(sigma_rgb, sigma_xy):
+    grid = list(itertools.product(sigma_rgb, sigma_xy))
+    for s_rgb, s_xy in tqdm(grid, desc="tune classic NCuts", disable=None, file=sys.stderr):
         model = ClassicNCuts(sigma_rgb=s_rgb, sigma_xy=s_xy)
         metrics, _ = evaluate_segmenters(
             {
@@ -238,6 +247,12 @@ def tune_classic(
             k_max,
         )
         scores[f"sigma_rgb={s_rgb},sigma_xy={s_xy}"] = metrics["classic"]["covering_ods"]
+        print(
+            f"classic NCuts sigma_rgb={s_rgb} sigma_xy={s_xy}: covering ODS "
+            f"{scores[f'sigma_rgb={s_rgb},sigma_xy={s_xy}']:.3f}",
+            file=sys.stderr,
+            flush=True,
+        )
     best = max(scores, key=scores.get)
     s_rgb, s_xy = (float(part.split("=")[1]) for part in best.split(","))
     return ClassicNCuts(sigma_rgb=s_rgb, sigma_xy=s_xy), scores

@@ -66,7 +66,7 @@ METHODS = ("classic_ncuts", "frozen_feature_ncuts", "deep_ncuts")
 def _default_train() -> TrainConfig:
     return TrainConfig(
         name="ncuts_bsds",
-        steps=1200,
+        steps=3000,
         batch_size=2,
         optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-4),
         schedule=ScheduleConfig(name="cosine", warmup_steps=50),
