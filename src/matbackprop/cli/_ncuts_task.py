@@ -93,6 +93,8 @@ class Config:
     k_max: int = 16
     max_segments: int = 16
     tune_images: int = 20
+    classic_sigma_rgb: list[float] = field(default_factory=lambda: [0.025, 0.05, 0.1, 0.2])
+    classic_sigma_xy: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4])
     eval_limit: int | None = None
     boundaries: bool = True
     figure_images: int = 4
@@ -175,6 +177,8 @@ def train(config: Config, *, resume: bool = False) -> dict:
             [config.nodes.node_index(s.image) for s in samples],
             [s.segmentations for s in samples],
             config.k_max,
+            sigma_rgb=config.classic_sigma_rgb,
+            sigma_xy=config.classic_sigma_xy,
         )
         classic_summary = {
             "sigma_rgb": classic.sigma_rgb,
