@@ -35,7 +35,7 @@ from ._ncuts_common import (
     ncuts_training_loss,
     tune_classic,
 )
-from ._report import format_table
+from ._report import command_line, environment, format_table
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,8 @@ def run_demo(
         "classic_params": {"sigma_rgb": classic.sigma_rgb, "sigma_xy": classic.sigma_xy},
         "training": {k: summary[k] for k in ("step", "last_loss", "wall_time")},
         "figure": str(figure),
-        "command": " ".join(["matbackprop", *sys.argv[1:]]) if sys.argv else "matbackprop demo",
+        "command": command_line(),
+        "environment": environment(),
         "wall_time_seconds": time.perf_counter() - start,
     }
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))

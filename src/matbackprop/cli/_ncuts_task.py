@@ -57,7 +57,7 @@ from ._ncuts_common import (
     ncuts_training_loss,
     tune_classic,
 )
-from ._report import format_table
+from ._report import command_line, environment, format_table
 
 DESCRIPTION = "DeepNCuts on BSDS500 vs classic and frozen-feature normalized cuts"
 METHODS = ("classic_ncuts", "frozen_feature_ncuts", "deep_ncuts")
@@ -224,6 +224,7 @@ def evaluate(config: Config, *, checkpoint: Path, split: str | None, out_dir: Pa
             "classic baseline on training images)"
         )
     classic_params = json.loads(classic_file.read_text())
+    training = _training_record(Path(checkpoint).parent)
     classic = ClassicNCuts(classic_params["sigma_rgb"], classic_params["sigma_xy"])
     device = resolve_device(config.train.device)
     model = build_deep_ncuts(config, pretrained=False)
@@ -283,12 +284,27 @@ def evaluate(config: Config, *, checkpoint: Path, split: str | None, out_dir: Pa
         "device": str(device),
         "config": config_to_dict(config),
         "figure": str(figure),
-        "commands": [" ".join(["matbackprop", *sys.argv[1:]])],
+        "commands": [*training.get("commands", []), command_line()],
+        "training": training.get("summary", {}),
+        "environment": environment(),
         "wall_time_seconds": time.perf_counter() - start,
     }
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
     print(format_table(metrics), file=sys.stderr)
     return {"metrics": str(out_dir / "metrics.json"), "methods": metrics}
+
+
+def _training_record(run_dir: Path) -> dict:
+    """What ``train`` recorded in the run folder (its command, steps and wall time)."""
+    path = run_dir / "train_summary.json"
+    if not path.is_file():
+        return {}
+    summary = json.loads(path.read_text())
+    keep = ("step", "last_loss", "wall_time_seconds", "environment")
+    return {
+        "commands": [summary["command"]] if "command" in summary else [],
+        "summary": {k: summary[k] for k in keep if k in summary},
+    }
 
 
 def _ods_level(entry: dict) -> int:

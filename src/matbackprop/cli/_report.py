@@ -21,6 +21,38 @@ REGION_COLUMNS = [
 ]
 
 
+def command_line() -> str:
+    """The command that is running, as a user would type it (with thread settings)."""
+    import os
+    import sys
+
+    env = " ".join(
+        f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ
+    )
+    program = (
+        "matbackprop"
+        if sys.argv and sys.argv[0].endswith("matbackprop")
+        else "python " + " ".join(sys.argv[:1])
+    )
+    return " ".join(part for part in (env, program, *sys.argv[1:]) if part)
+
+
+def environment() -> dict:
+    """Where a run ran: CPU count, torch threads and version."""
+    import os
+    import platform
+
+    import torch
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.is_available(),
+    }
+
+
 def format_table(methods: dict[str, dict]) -> str:
     """A Markdown table of the metrics present for every method."""
     present = [(k, title) for k, title in REGION_COLUMNS if all(k in m for m in methods.values())]
@@ -57,7 +89,7 @@ def write_report(metrics_files: Sequence[Path], output: Path, title: str | None 
             format_table(data["methods"]),
             "",
         ]
-        for key in ("data", "settings", "classic_params", "training"):
+        for key in ("data", "settings", "classic_params", "training", "environment"):
             if key in data:
                 parts += [f"- **{key}**: `{json.dumps(data[key], default=str)}`"]
         commands = data.get("commands") or ([data["command"]] if "command" in data else [])
