@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/matbackprop demo
 
+# Two test processes with one BLAS/OpenMP thread each: two multi-threaded processes on two
+# cores oversubscribe them, and OpenMP's spinning threads then slow small ops down by 100x.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -193,10 +193,11 @@ def test_float32_and_vmap():
     torch.testing.assert_close(lam_v, lam)
 
 
-def test_threaded_cpu_solver_matches_single_call():
+def test_threaded_cpu_solver_matches_single_call(monkeypatch):
     """The CPU path splits big batches across threads; results equal one batched call."""
     from matbackprop.linalg._solver import symmetric_eigh
 
+    monkeypatch.setenv("MATBACKPROP_EIGH_THREADS", "2")
     A = B.random_symmetric(128, seed=20, batch=(8,))
     lam, U = symmetric_eigh(A)
     lam2, U2 = torch.linalg.eigh(A)
