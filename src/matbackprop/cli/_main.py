@@ -139,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
             config.train.out_dir = args.out
         summary = task.train(config, resume=args.resume)
     else:
-        if not args.checkpoint.is_file():
+        if not args.checkpoint.exists():
             raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
         out_dir = args.out or args.checkpoint.parent / f"eval_{args.split or 'default'}"
         summary = task.evaluate(

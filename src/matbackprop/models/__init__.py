@@ -6,11 +6,14 @@
 - :class:`DeepNCuts` -- backbone → projection → normalized-cuts layer, trained end to end
   (:func:`node_targets` gives node labels from a label map).
 - :class:`ClassicNCuts` -- Shi–Malik normalized cuts on superpixel colour and position.
+- :class:`RegionClassifier` -- backbone → region pooling (first-order ``"avg"`` or DeepO2P
+  ``"o2p"``: log of the region covariance) → linear classifier.
 """
 
 from matbackprop.models._backbones import EfficientNetLite0Backbone, VGGTrunk
 from matbackprop.models._classic_ncuts import ClassicNCuts
 from matbackprop.models._deep_ncuts import IGNORE_INDEX, DeepNCuts, node_targets
+from matbackprop.models._region_classifier import RegionClassifier, region_weights
 
 __all__ = [
     "IGNORE_INDEX",
@@ -19,4 +22,6 @@ __all__ = [
     "EfficientNetLite0Backbone",
     "VGGTrunk",
     "node_targets",
+    "RegionClassifier",
+    "region_weights",
 ]
