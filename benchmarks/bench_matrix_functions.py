@@ -37,7 +37,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import environment, markdown_table, time_interleaved, write_json  # noqa: E402
-
 from matbackprop.linalg import logm, sqrtm, sqrtm_newton_schulz  # noqa: E402
 
 FUNCTIONS = {"logm": (logm, torch.log), "sqrtm": (sqrtm, torch.sqrt)}
@@ -62,93 +61,93 @@ def fwd_bwd(fn, A, G):
     return X.grad
 
 
+def measure_size(n: int, dtype, batch: int, repeats: int) -> tuple[dict, list]:
+    """Time every route at one size and count non-finite gradients on a degenerate batch."""
+    A = covariance_batch(batch, n, 2 * n, dtype, 1e-3, seed=n)
+    G = torch.randn(batch, n, n, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    G = 0.5 * (G + G.mT)
+    fns = {}
+    for name, (ours, scalar) in FUNCTIONS.items():
+        fns[f"{name}/ours"] = lambda ours=ours: fwd_bwd(lambda X: ours(X, check=False), A, G)
+        fns[f"{name}/torch"] = lambda s=scalar: fwd_bwd(lambda X: torch_route(X, s), A, G)
+    fns["sqrtm/newton_schulz"] = lambda: fwd_bwd(
+        lambda X: sqrtm_newton_schulz(X, NS_ITERATIONS, check=False), A, G
+    )
+    fns["eigh_forward"] = lambda: torch.linalg.eigh(A)
+    # our backward alone: forward outside the timer, backward inside
+    state = {}
+
+    def prepare():
+        X = A.detach().requires_grad_()
+        state["X"], state["loss"] = X, (logm(X, check=False) * G).sum()
+
+    def backward_only():
+        state["loss"].backward()
+
+    prepare()
+    t = time_interleaved(fns, repeats)
+    bwd_samples = []
+    for _ in range(repeats):
+        prepare()
+        bwd_samples.append(time_interleaved({"b": backward_only}, 1, warmup=0)["b"])
+    t["logm/ours_backward"] = sorted(bwd_samples)[len(bwd_samples) // 2]
+
+    # degenerate batch: rank-deficient covariances, eigenvalue eps repeated n - p times.
+    # Reference gradient: ours in float64 (gradcheck-verified in the tests).
+    D = covariance_batch(batch, n, max(2, n // 4), dtype, 1e-3, seed=n + 7)
+    nonfinite, rel_error = {}, {}
+    methods = {}
+    for name, (ours, scalar) in FUNCTIONS.items():
+        methods[f"{name}/ours"] = lambda X, ours=ours: ours(X, check=False)
+        methods[f"{name}/torch"] = lambda X, s=scalar: torch_route(X, s)
+    methods["sqrtm/newton_schulz"] = lambda X: sqrtm_newton_schulz(X, NS_ITERATIONS, check=False)
+    for key, fn in methods.items():
+        g = fwd_bwd(fn, D, G)
+        nonfinite[key] = int((~torch.isfinite(g)).flatten(1).any(1).sum())
+        exact = FUNCTIONS[key.split("/")[0]][0]
+        ref = fwd_bwd(lambda X, e=exact: e(X, check=False), D.double(), G.double())
+        err = (g.double() - ref).flatten(1).abs().amax(1) / ref.flatten(1).abs().amax(1)
+        err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
+        rel_error[key] = float(err.max())
+
+    entry = {
+        "dtype": str(dtype).replace("torch.", ""),
+        "n": n,
+        "batch": batch,
+        "seconds": t,
+        "ratio_ours_over_torch": {f: t[f"{f}/ours"] / t[f"{f}/torch"] for f in FUNCTIONS},
+        "ratio_backward_over_eigh": t["logm/ours_backward"] / t["eigh_forward"],
+        "nonfinite_gradients_degenerate_batch": nonfinite,
+        "max_relative_gradient_error_degenerate_batch": rel_error,
+    }
+    ms = {k: f"{1e3 * v:.1f}" for k, v in t.items()}
+    row = [
+        entry["dtype"],
+        n,
+        ms["logm/ours"],
+        ms["logm/torch"],
+        f"{entry['ratio_ours_over_torch']['logm']:.2f}",
+        ms["sqrtm/ours"],
+        ms["sqrtm/torch"],
+        f"{entry['ratio_ours_over_torch']['sqrtm']:.2f}",
+        ms["sqrtm/newton_schulz"],
+        ms["eigh_forward"],
+        ms["logm/ours_backward"],
+        f"{entry['ratio_backward_over_eigh']:.2f}",
+        f"{nonfinite['logm/ours']}/{nonfinite['logm/torch']}",
+        f"{rel_error['logm/ours']:.1e}/{rel_error['logm/torch']:.1e}",
+        f"{nonfinite['sqrtm/ours']}/{nonfinite['sqrtm/torch']}/{nonfinite['sqrtm/newton_schulz']}",
+    ]
+    return entry, row
+
+
 def run(sizes, dtypes, batch, repeats, out_dir=None) -> dict:
     rows, results = [], []
     for dtype in dtypes:
         for n in sizes:
-            A = covariance_batch(batch, n, 2 * n, dtype, 1e-3, seed=n)
-            G = torch.randn(batch, n, n, generator=torch.Generator().manual_seed(1), dtype=dtype)
-            G = 0.5 * (G + G.mT)
-            fns = {}
-            for name, (ours, scalar) in FUNCTIONS.items():
-                fns[f"{name}/ours"] = lambda ours=ours: fwd_bwd(lambda X: ours(X, check=False), A, G)
-                fns[f"{name}/torch"] = lambda s=scalar: fwd_bwd(lambda X: torch_route(X, s), A, G)
-            fns["sqrtm/newton_schulz"] = lambda: fwd_bwd(
-                lambda X: sqrtm_newton_schulz(X, NS_ITERATIONS, check=False), A, G
-            )
-            fns["eigh_forward"] = lambda: torch.linalg.eigh(A)
-            # our backward alone: forward outside the timer, backward inside
-            state = {}
-
-            def prepare():
-                X = A.detach().requires_grad_()
-                state["X"], state["loss"] = X, (logm(X, check=False) * G).sum()
-
-            def backward_only():
-                state["loss"].backward()
-
-            prepare()
-            t = time_interleaved(fns, repeats)
-            bwd_samples = []
-            for _ in range(repeats):
-                prepare()
-                bwd_samples.append(time_interleaved({"b": backward_only}, 1, warmup=0)["b"])
-            t["logm/ours_backward"] = sorted(bwd_samples)[len(bwd_samples) // 2]
-
-            # degenerate batch: rank-deficient covariances, eigenvalue eps repeated n - p times.
-            # Reference gradient: ours in float64 (gradcheck-verified in the tests).
-            D = covariance_batch(batch, n, max(2, n // 4), dtype, 1e-3, seed=n + 7)
-            nonfinite, rel_error = {}, {}
-            methods = {}
-            for name, (ours, scalar) in FUNCTIONS.items():
-                methods[f"{name}/ours"] = lambda X, ours=ours: ours(X, check=False)
-                methods[f"{name}/torch"] = lambda X, s=scalar: torch_route(X, s)
-            methods["sqrtm/newton_schulz"] = lambda X: sqrtm_newton_schulz(
-                X, NS_ITERATIONS, check=False
-            )
-            for key, fn in methods.items():
-                g = fwd_bwd(fn, D, G)
-                nonfinite[key] = int((~torch.isfinite(g)).flatten(1).any(1).sum())
-                exact = FUNCTIONS[key.split("/")[0]][0]
-                ref = fwd_bwd(lambda X, e=exact: e(X, check=False), D.double(), G.double())
-                err = (g.double() - ref).flatten(1).abs().amax(1) / ref.flatten(1).abs().amax(1)
-                err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
-                rel_error[key] = float(err.max())
-
-            entry = {
-                "dtype": str(dtype).replace("torch.", ""),
-                "n": n,
-                "batch": batch,
-                "seconds": t,
-                "ratio_ours_over_torch": {
-                    f: t[f"{f}/ours"] / t[f"{f}/torch"] for f in FUNCTIONS
-                },
-                "ratio_backward_over_eigh": t["logm/ours_backward"] / t["eigh_forward"],
-                "nonfinite_gradients_degenerate_batch": nonfinite,
-                "max_relative_gradient_error_degenerate_batch": rel_error,
-            }
+            entry, row = measure_size(n, dtype, batch, repeats)
             results.append(entry)
-            ms = {k: f"{1e3 * v:.1f}" for k, v in t.items()}
-            rows.append(
-                [
-                    entry["dtype"],
-                    n,
-                    ms["logm/ours"],
-                    ms["logm/torch"],
-                    f"{entry['ratio_ours_over_torch']['logm']:.2f}",
-                    ms["sqrtm/ours"],
-                    ms["sqrtm/torch"],
-                    f"{entry['ratio_ours_over_torch']['sqrtm']:.2f}",
-                    ms["sqrtm/newton_schulz"],
-                    ms["eigh_forward"],
-                    ms["logm/ours_backward"],
-                    f"{entry['ratio_backward_over_eigh']:.2f}",
-                    f"{nonfinite['logm/ours']}/{nonfinite['logm/torch']}",
-                    f"{rel_error['logm/ours']:.1e}/{rel_error['logm/torch']:.1e}",
-                    f"{nonfinite['sqrtm/ours']}/{nonfinite['sqrtm/torch']}"
-                    f"/{nonfinite['sqrtm/newton_schulz']}",
-                ]
-            )
+            rows.append(row)
             print(f"done {entry['dtype']} n={n}", file=sys.stderr, flush=True)
     header = [
         "dtype",
@@ -188,7 +187,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--out-dir", default=None, help="where to write the JSON")
     args = parser.parse_args(argv)
     if args.quick:
-        payload = run([8, 16], [torch.float32, torch.float64], batch=4, repeats=2, out_dir=args.out_dir)
+        payload = run(
+            [8, 16], [torch.float32, torch.float64], batch=4, repeats=2, out_dir=args.out_dir
+        )
     else:
         payload = run(
             [32, 64, 128, 256], [torch.float32, torch.float64], 64, args.repeats, args.out_dir

@@ -378,8 +378,7 @@ def build_model(model_config: ModelConfig, method: str, num_classes: int, pretra
 
     ``pretrained`` overrides ``model_config.pretrained`` (False when a checkpoint follows).
     """
-    from matbackprop.models import EfficientNetLite0Backbone
-    from matbackprop.models import RegionClassifier
+    from matbackprop.models import EfficientNetLite0Backbone, RegionClassifier
 
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {METHODS}, got {method!r}")
