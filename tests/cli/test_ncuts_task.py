@@ -61,6 +61,7 @@ def test_train_resume_and_eval(tiny_bsds, tmp_path, capsys):
     assert main(["train", "ncuts", *resume_args]) == 0
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["step"] == 3 and summary["resumed_from"]
+    assert summary["command"] and summary["environment"]["torch"] == torch.__version__
     eval_dir = tmp_path / "eval"
     args = _args(tiny_bsds, out)
     args[args.index("--out") + 1] = str(eval_dir)
@@ -69,6 +70,8 @@ def test_train_resume_and_eval(tiny_bsds, tmp_path, capsys):
     )
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     assert set(metrics["methods"]) == {"classic_ncuts", "frozen_feature_ncuts", "deep_ncuts"}
+    # the report can name both runs: the training command and this evaluation
+    assert len(metrics["commands"]) == 2 and metrics["commands"][0] == summary["command"]
     for m in metrics["methods"].values():
         assert 0 <= m["covering_ods"] <= 1 and 0 <= m["boundary_ods_f"] <= 1
     assert (eval_dir / "segmentations_val.png").is_file()

@@ -43,3 +43,24 @@ def test_report_errors(tmp_path, capsys):
     assert main(["report", str(bad), "--output", str(tmp_path / "r.md")]) == 2
     err = capsys.readouterr().err
     assert "none.json" in err and "bad.json" in err
+
+
+def test_report_renders_command_records(tmp_path):
+    """Tasks record commands as strings or as records with a shell line (o2p) or argv."""
+    path = _metrics(tmp_path)
+    data = json.loads(path.read_text())
+    del data["command"]
+    data["commands"] = [
+        "matbackprop train ncuts --out runs",
+        {"command": "train", "shell": "OMP_NUM_THREADS=1 matbackprop train o2p", "argv": ["x"]},
+        {"command": "eval", "argv": ["matbackprop", "eval", "o2p"]},
+    ]
+    path.write_text(json.dumps(data))
+    out = tmp_path / "r.md"
+    assert main(["report", str(path), "--output", str(out)]) == 0
+    block = out.read_text().split("```bash\n")[1].split("```")[0].splitlines()
+    assert block == [
+        "matbackprop train ncuts --out runs",
+        "OMP_NUM_THREADS=1 matbackprop train o2p",
+        "matbackprop eval o2p",
+    ]

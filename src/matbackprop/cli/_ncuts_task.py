@@ -204,6 +204,8 @@ def train(config: Config, *, resume: bool = False) -> dict:
         classic=classic_summary,
         wall_time_seconds=time.perf_counter() - start,
         checkpoint=str(trainer.checkpoint_path),
+        command=command_line(),
+        environment=environment(),
     )
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

@@ -29,7 +29,6 @@ import json
 import math
 import os
 import re
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,6 +42,8 @@ import torch.nn.functional as F
 
 from matbackprop.data import default_coco_root
 from matbackprop.train import OptimConfig, ScheduleConfig, TrainConfig
+
+from ._report import command_line
 
 DESCRIPTION = "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P heads"
 
@@ -463,7 +464,7 @@ def _command_record(kind: str, started: float, wall_time: float, **extra: Any) -
     return {
         "command": kind,
         "argv": list(sys.argv),
-        "shell": shlex.join([sys.executable, *sys.argv]),
+        "shell": command_line(),
         "cwd": os.getcwd(),
         "started": datetime.fromtimestamp(started, tz=UTC).isoformat(timespec="seconds"),
         "wall_time": round(wall_time, 3),

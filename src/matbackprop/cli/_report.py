@@ -21,14 +21,15 @@ REGION_COLUMNS = [
 ]
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
+
+
 def command_line() -> str:
     """The command that is running, as a user would type it (with thread settings)."""
     import os
     import sys
 
-    env = " ".join(
-        f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ
-    )
+    env = " ".join(f"{k}={os.environ[k]}" for k in THREAD_VARIABLES if k in os.environ)
     program = (
         "matbackprop"
         if sys.argv and sys.argv[0].endswith("matbackprop")
@@ -95,7 +96,7 @@ def write_report(metrics_files: Sequence[Path], output: Path, title: str | None 
                 parts += [f"- **{key}**: `{json.dumps(data[key], default=str)}`"]
         commands = data.get("commands") or ([data["command"]] if "command" in data else [])
         if commands:
-            parts += ["", "Commands:", "", "```bash", *commands, "```"]
+            parts += ["", "Commands:", "", "```bash", *map(_command_text, commands), "```"]
         figure = Path(data.get("figure", ""))
         if data.get("figure") and figure.is_file():
             import shutil
@@ -110,3 +111,12 @@ def write_report(metrics_files: Sequence[Path], output: Path, title: str | None 
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join(parts))
     return output
+
+
+def _command_text(command: str | dict) -> str:
+    """A recorded command as a shell line: a string, or a record with ``shell`` or ``argv``."""
+    if isinstance(command, str):
+        return command
+    if "shell" in command:
+        return str(command["shell"])
+    return " ".join(str(part) for part in command.get("argv", []))
