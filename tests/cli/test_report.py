@@ -32,7 +32,7 @@ def test_report_has_table_command_and_figure(tmp_path):
     assert main(["report", str(_metrics(tmp_path)), "--output", str(out), "--title", "T"]) == 0
     text = out.read_text()
     assert "# T" in text and "| a | 0.500 | 0.700 |" in text and "| b | 0.600 | 0.800 |" in text
-    assert "matbackprop demo --out x" in text and "(r.png)" in text
+    assert "matbackprop demo --out x" in text and "![figure](r.png)" in text
     assert (out.parent / "r.png").is_file()
 
 
@@ -53,7 +53,7 @@ def test_report_renders_command_records(tmp_path):
     data["commands"] = [
         "matbackprop train ncuts --out runs",
         {"command": "train", "shell": "OMP_NUM_THREADS=1 matbackprop train o2p", "argv": ["x"]},
-        {"command": "eval", "argv": ["matbackprop", "eval", "o2p"]},
+        {"command": "eval", "argv": ["matbackprop", "eval", "o2p"], "wall_time": 41.6},
     ]
     path.write_text(json.dumps(data))
     out = tmp_path / "r.md"
@@ -62,5 +62,5 @@ def test_report_renders_command_records(tmp_path):
     assert block == [
         "matbackprop train ncuts --out runs",
         "OMP_NUM_THREADS=1 matbackprop train o2p",
-        "matbackprop eval o2p",
+        "matbackprop eval o2p  # 42 s",
     ]

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from matbackprop.data import default_coco_root
 from matbackprop.train import OptimConfig, ScheduleConfig, TrainConfig
 
-from ._report import command_line
+from ._report import command_line, environment
 
 DESCRIPTION = "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P heads"
 
@@ -761,6 +761,7 @@ def evaluate(
         "trained_config": saved_configs,
         "run_dir": str(run_dir),
         "commands": records,
+        "environment": environment(),
         "figure": str(figure) if figure is not None else None,
     }
     (out_dir / "metrics.json").write_text(

@@ -104,7 +104,7 @@ def write_report(metrics_files: Sequence[Path], output: Path, title: str | None 
             target = output.with_name(f"{output.stem}.png")
             output.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(figure, target)
-            parts += ["", f"![segmentations]({target.name})"]
+            parts += ["", f"![figure]({target.name})"]
         if "wall_time_seconds" in data:
             parts += ["", f"Wall time: {data['wall_time_seconds']:.0f} s"]
         parts += ["", f"Source: `{path}`", ""]
@@ -114,9 +114,14 @@ def write_report(metrics_files: Sequence[Path], output: Path, title: str | None 
 
 
 def _command_text(command: str | dict) -> str:
-    """A recorded command as a shell line: a string, or a record with ``shell`` or ``argv``."""
+    """A recorded command as a shell line: a string, or a record with ``shell`` or ``argv``
+    (and its ``wall_time`` as a trailing comment)."""
     if isinstance(command, str):
         return command
     if "shell" in command:
-        return str(command["shell"])
-    return " ".join(str(part) for part in command.get("argv", []))
+        text = str(command["shell"])
+    else:
+        text = " ".join(str(part) for part in command.get("argv", []))
+    if "wall_time" in command:
+        text += f"  # {float(command['wall_time']):.0f} s"
+    return text
