@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from matbackprop.data import _errors
+from matbackprop.errors import DataFileError
 from matbackprop.models import EfficientNetLite0Backbone, VGGTrunk
 from matbackprop.models._backbones import _EfficientNetLite0Classifier
 
@@ -139,12 +139,12 @@ def test_lite0_missing_weights_package_names_pip_package(monkeypatch):
 def test_lite0_bad_weights_file_is_named(tmp_path):
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(_errors.DataFileError, match="broken.pth") as info:
+    with pytest.raises(DataFileError, match="broken.pth") as info:
         EfficientNetLite0Backbone(output_stride=8, weights_path=bad)
     assert info.value.path == bad
     wrong = tmp_path / "wrong.pth"
     torch.save({"conv.weight": torch.zeros(1)}, wrong)
-    with pytest.raises(_errors.DataFileError, match="unexpected key"):
+    with pytest.raises(DataFileError, match="unexpected key"):
         EfficientNetLite0Backbone(output_stride=8, weights_path=wrong)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from matbackprop.data import _errors
+from matbackprop.errors import DataFileError
 from matbackprop.train import (
     _checkpoint,
     atomic_save,
@@ -94,12 +94,12 @@ def test_load_checkpoint_errors(tmp_path):
         load_checkpoint(tmp_path / "nope.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00\x01 not torch")
-    with pytest.raises(_errors.DataFileError, match="garbage.pt") as info:
+    with pytest.raises(DataFileError, match="garbage.pt") as info:
         load_checkpoint(garbage)
     assert info.value.path == garbage
     listing = tmp_path / "list.pt"
     torch.save([1, 2], listing)
-    with pytest.raises(_errors.DataFileError, match="must hold a dict"):
+    with pytest.raises(DataFileError, match="must hold a dict"):
         load_checkpoint(listing)
 
 
@@ -110,7 +110,7 @@ def test_load_model_weights(tmp_path):
     assert load_model_weights(b, tmp_path / "c.pt")["step"] == 5
     assert torch.equal(a.weight, b.weight)
     atomic_save({"step": 5}, tmp_path / "d.pt")
-    with pytest.raises(_errors.DataFileError, match="no `model` entry"):
+    with pytest.raises(DataFileError, match="no `model` entry"):
         load_model_weights(b, tmp_path / "d.pt")
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from matbackprop.data import _errors
+from matbackprop.errors import DataFileError
 from matbackprop.train import DataOrder, StreamPosition
 from matbackprop.train._data import BatchStream
 
@@ -104,7 +104,7 @@ def test_workers_give_the_same_items():
 def test_bad_item_raises_without_skip_and_all_bad_is_detected():
     ds = ToyDataset(n=4, bad=(0, 1, 2, 3))
     order = DataOrder(len(ds), seed=0)
-    with pytest.raises(_errors.DataFileError, match="broken_") as info:
+    with pytest.raises(DataFileError, match="broken_") as info:
         BatchStream(ds, order, StreamPosition(), 2, False, 0, list).next_batch()
     assert str(info.value.path).startswith("/data/broken_")
     with pytest.raises(RuntimeError, match="consecutive items failed"):

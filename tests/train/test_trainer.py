@@ -10,7 +10,7 @@ import signal
 import pytest
 import torch
 
-from matbackprop.data import _errors
+from matbackprop.errors import DataFileError
 from matbackprop.train import (
     LRSchedule,
     ScheduleConfig,
@@ -153,7 +153,7 @@ def test_resume_without_checkpoint(tmp_path, capsys):
 def test_bad_file_stops_with_error_after_checkpoint(tmp_path, workers):
     cfg = make_config(tmp_path, steps=20, checkpoint_every=100, num_workers=workers)
     data = ToyDataset(n=37, bad=(17,))
-    with pytest.raises(_errors.DataFileError, match="broken_17.png") as info:
+    with pytest.raises(DataFileError, match="broken_17.png") as info:
         Trainer(cfg, fresh_model(cfg), data, toy_loss).fit()
     assert str(info.value.path) == "/data/broken_17.png"
     assert "skip_bad=True" in "".join(info.value.__notes__)

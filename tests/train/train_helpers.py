@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from matbackprop.data import _errors
+from matbackprop.errors import DataFileError
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -31,7 +31,7 @@ class ToyDataset:
     def __getitem__(self, i: int):
         self.calls.append(i)
         if i in self.bad:
-            raise _errors.DataFileError(f"/data/broken_{i}.png", "truncated PNG")
+            raise DataFileError(f"/data/broken_{i}.png", "truncated PNG")
         return self.x[i] + 0.05 * torch.randn(self.x.shape[1]), self.y[i]
 
 
@@ -55,7 +55,7 @@ TOY_SCRIPT = textwrap.dedent(
     from pathlib import Path
 
     import torch
-    from matbackprop.data import _errors
+    from matbackprop.errors import DataFileError
     from matbackprop.train import (
         Trainer, TrainConfig, apply_overrides, get_rank, seed_everything, unwrap_model,
     )
@@ -80,7 +80,7 @@ TOY_SCRIPT = textwrap.dedent(
             if args.sleep:
                 time.sleep(args.sleep)
             if i == args.bad:
-                raise _errors.DataFileError(f"/data/bad_{i}.png", "cannot decode")
+                raise DataFileError(f"/data/bad_{i}.png", "cannot decode")
             return self.x[i] + 0.1 * torch.randn(6), self.y[i], i
 
     seen = []

@@ -4,6 +4,8 @@ Heavy dependencies (scikit-image, pycocotools, scipy, Pillow) are imported lazil
 functions that need them, so ``import matbackprop.data`` stays light.
 """
 
+from matbackprop.errors import DataFileError
+
 from ._bsds import (
     BSDS500,
     BSDSFiles,
@@ -14,7 +16,6 @@ from ._bsds import (
 )
 from ._coco import COCORegions, COCOSample, decode_coco_segmentation, resize_masks
 from ._collate import collate_list
-from ._errors import DataFileError
 from ._grid import grid_majority_labels, lift_grid_labels, pool_to_grid
 from ._images import read_rgb_image
 from ._mosaics import (

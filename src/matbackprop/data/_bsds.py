@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._errors import DataFileError
+from matbackprop.errors import DataFileError
+
 from ._images import read_rgb_image
 from ._indexing import check_index
 from ._paths import BSDS_ENV, SHARED_ENV, default_bsds_root

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._errors import DataFileError
+from matbackprop.errors import DataFileError
 
 __all__ = ["read_rgb_image"]
 

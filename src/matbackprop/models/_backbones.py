@@ -224,10 +224,10 @@ def _load_lite0_reference_weights(path: str | Path | None = None) -> dict[str, T
     ------
     ImportError
         If ``path`` is None and the weights package is missing.
-    matbackprop.data.DataFileError
+    matbackprop.errors.DataFileError
         If the file is missing, unreadable, or holds keys this architecture does not have.
     """
-    from matbackprop.data._errors import DataFileError
+    from matbackprop.errors import DataFileError
 
     path = _lite0_weights_path() if path is None else Path(path)
     if not path.is_file():

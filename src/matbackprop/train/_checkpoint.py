@@ -123,10 +123,10 @@ def load_checkpoint(
     ------
     FileNotFoundError
         If the file does not exist.
-    matbackprop.data.DataFileError
+    matbackprop.errors.DataFileError
         If it cannot be read or is not a dict.
     """
-    from matbackprop.data._errors import DataFileError
+    from matbackprop.errors import DataFileError
 
     path = Path(path)
     if not path.is_file():
@@ -161,10 +161,10 @@ def load_model_weights(
 
     Raises
     ------
-    matbackprop.data.DataFileError
+    matbackprop.errors.DataFileError
         If the file has no ``model`` entry.
     """
-    from matbackprop.data._errors import DataFileError
+    from matbackprop.errors import DataFileError
 
     state = load_checkpoint(path)
     if "model" not in state:

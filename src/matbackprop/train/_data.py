@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from matbackprop.data._errors import DataFileError
+from matbackprop.errors import DataFileError
 from matbackprop.train._rng import preserved_cpu_rng, seed_cpu_generators
 
 __all__ = ["BadItem", "BatchStream", "DataOrder", "StreamPosition"]

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import torch
 
-from matbackprop.data._errors import DataFileError
+from matbackprop.errors import DataFileError
 from matbackprop.train._checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -206,7 +206,7 @@ class Trainer:
         ``seed_everything(config.seed)`` for reproducible initial weights; under DDP rank 0's
         initial weights are broadcast to the others.
     train_dataset : map-style dataset
-        ``len(ds)`` and ``ds[i]``; raises ``matbackprop.data.DataFileError`` for bad files.
+        ``len(ds)`` and ``ds[i]``; raises ``matbackprop.errors.DataFileError`` for bad files.
         Random augmentation should draw from Python ``random``, ``np.random`` or torch's global
         generator (they are seeded per item, see :mod:`matbackprop.train._data`).
     loss_fn : callable
@@ -348,7 +348,7 @@ class Trainer:
         ------
         FileNotFoundError
             ``resume=True`` (or a path) and no checkpoint.
-        matbackprop.data.DataFileError
+        matbackprop.errors.DataFileError
             A bad data file without ``skip_bad`` (after writing a checkpoint).
         FloatingPointError
             A non-finite gradient norm with ``on_nonfinite="raise"`` (after a checkpoint).
