@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 
+from matbackprop.errors import ConfigError
 from matbackprop.train import (
+    Check,
     OptimConfig,
+    Pattern,
+    Range,
     TrainConfig,
     apply_overrides,
     config_from_dict,
     config_to_dict,
     load_config,
     save_config,
+    validate_fields,
 )
 
 TOML = """
@@ -206,3 +212,55 @@ def test_generic_experiment_dataclass(tmp_path):
         apply_overrides(exp, ["train.optim.momentun=0.5"])
     with pytest.raises(ValueError, match=r"`model.widths\[1\]` must be an int"):
         apply_overrides(exp, ["model.widths=1,x"])
+
+
+def _even(value: int) -> bool:
+    if value % 2:
+        raise ValueError("odd")
+    return True
+
+
+@dataclass(frozen=True)
+class Section:
+    fraction: Annotated[float, Range(ge=0, lt=1)] = 0.5
+    positive: Annotated[int | None, Range(gt=0)] = None
+    at_most: Annotated[float, Range(le=2)] = 1.0
+    word: Annotated[str, Pattern(r"[a-z]+", "lower-case letters")] = "abc"
+    even: Annotated[int, Check(_even, "an even int")] = 2
+
+    def __post_init__(self) -> None:
+        validate_fields(self, prefix="section.")
+
+
+@dataclass
+class Outer:
+    section: Section = field(default_factory=Section)
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("section.fraction=1", r"`section.fraction` must be in \[0, 1\), got 1.0"),
+        ("section.fraction=-0.1", r"`section.fraction` must be in \[0, 1\)"),
+        ("section.positive=0", r"`section.positive` must be > 0, got 0"),  # not "int or None"
+        ("section.positive=x", r"`section.positive` must be int or None"),
+        ("section.at_most=2.5", r"`section.at_most` must be <= 2, got 2.5"),
+        ("section.word=Abc", r"`section.word` must be lower-case letters, got 'Abc'"),
+        ("section.even=3", r"`section.even` must be an even int, got 3"),
+    ],
+)
+def test_annotated_constraints_name_the_dotted_key(override, match):
+    with pytest.raises(ConfigError, match=match):
+        apply_overrides(Outer(), [override])
+
+
+def test_annotated_constraints_accept_their_bounds_and_check_direct_construction():
+    ok = apply_overrides(
+        Outer(), ["section.fraction=0", "section.positive=none", "section.at_most=2"]
+    )
+    assert ok.section.fraction == 0.0 and ok.section.positive is None
+    assert apply_overrides(Outer(), ["section.fraction=0.999"]).section.fraction == 0.999
+    with pytest.raises(ConfigError, match="`section.even` must be an even int"):
+        Section(even=5)  # the constructor runs the same validator (frozen dataclass too)
+    with pytest.raises(ConfigError, match="`section.fraction` must be a float"):
+        Section(fraction="half")

@@ -4,7 +4,9 @@ One trainer serves every task. The pieces, in the order a training script uses t
 
 - config: :class:`TrainConfig` (with :class:`OptimConfig`, :class:`ScheduleConfig`),
   :func:`load_config` (TOML/YAML), :func:`apply_overrides` (``"optim.lr=0.01"``),
-  :func:`config_from_dict`, :func:`config_to_dict`, :func:`save_config`;
+  :func:`config_from_dict`, :func:`config_to_dict`, :func:`save_config`, and the one validator
+  of every config dataclass, :func:`validate_fields`, with the constraints :class:`Range`,
+  :class:`Pattern` and :class:`Check` written in ``Annotated`` field types;
 - setup: :func:`seed_everything`, :func:`is_main_process`, :func:`get_rank`,
   :func:`get_world_size`;
 - loop: :class:`Trainer` (``Trainer(config, model, dataset, loss_fn).fit(resume=...)``);
@@ -33,14 +35,15 @@ from matbackprop.train._checkpoint import (
     remove_stale_temporaries,
 )
 from matbackprop.train._config import (
-    OptimConfig,
-    ScheduleConfig,
-    TrainConfig,
+    Check,
+    Pattern,
+    Range,
     apply_overrides,
     config_from_dict,
     config_to_dict,
     load_config,
     save_config,
+    validate_fields,
 )
 from matbackprop.train._data import DataOrder, StreamPosition
 from matbackprop.train._distributed import (
@@ -53,13 +56,17 @@ from matbackprop.train._distributed import (
 )
 from matbackprop.train._optim import LRSchedule, build_optimizer
 from matbackprop.train._rng import capture_rng_state, restore_rng_state, seed_everything
+from matbackprop.train._train_config import OptimConfig, ScheduleConfig, TrainConfig
 from matbackprop.train._trainer import Trainer, move_to_device, resolve_total_steps, unwrap_model
 
 __all__ = [
+    "Check",
     "DataOrder",
     "DistributedContext",
     "LRSchedule",
     "OptimConfig",
+    "Pattern",
+    "Range",
     "ScheduleConfig",
     "StreamPosition",
     "TrainConfig",
@@ -85,4 +92,5 @@ __all__ = [
     "save_config",
     "seed_everything",
     "unwrap_model",
+    "validate_fields",
 ]

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from matbackprop.train._config import OptimConfig, ScheduleConfig
+from matbackprop.train._train_config import OptimConfig, ScheduleConfig
 
 __all__ = ["LRSchedule", "apply_lr", "build_optimizer"]
 

@@ -35,7 +35,7 @@ from matbackprop.train._checkpoint import (
     load_checkpoint,
     remove_stale_temporaries,
 )
-from matbackprop.train._config import TrainConfig, config_to_dict, save_config
+from matbackprop.train._config import config_to_dict, save_config
 from matbackprop.train._data import BatchStream, DataOrder, StreamPosition
 from matbackprop.train._distributed import (
     DistributedContext,
@@ -58,6 +58,7 @@ from matbackprop.train._rng import (
     seed_everything,
 )
 from matbackprop.train._signals import StopRequest
+from matbackprop.train._train_config import TrainConfig
 
 __all__ = ["Trainer", "move_to_device", "resolve_total_steps", "unwrap_model"]
 
