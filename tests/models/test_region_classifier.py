@@ -23,6 +23,9 @@ class PatchBackbone(nn.Module):
         self.out_channels = channels
         self.output_stride = stride
 
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return images  # takes its input as it is
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.output_stride
         h, w = x.shape[-2:]
@@ -252,6 +255,35 @@ def test_backbone_must_expose_channels_and_stride():
         RegionClassifier(nn.Conv2d(3, 4, 1))  # has out_channels, no output_stride
     with pytest.raises(ValueError, match="`backbone` must be a torch.nn.Module"):
         RegionClassifier(lambda x: x)
+    stride_only = nn.Conv2d(3, 4, 1)
+    stride_only.output_stride = 1
+    with pytest.raises(ValueError, match="normalize"):
+        RegionClassifier(stride_only)
+
+
+class ShiftedPatchBackbone(PatchBackbone):
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return 2 * images - 1
+
+
+def test_models_apply_the_backbone_normalization(images, mask_list):
+    """The backbone owns its input normalization; both models call it on [0, 1] images."""
+    from matbackprop.models import DeepNCuts
+
+    torch.manual_seed(0)
+    model = RegionClassifier(ShiftedPatchBackbone(), "avg", num_classes=3)
+    plain = RegionClassifier(PatchBackbone(), "avg", num_classes=3)
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.descriptors(images, mask_list), plain.descriptors(2 * images - 1, mask_list)
+        )
+    ncuts = DeepNCuts(ShiftedPatchBackbone(), 4).eval()
+    with torch.no_grad():
+        expected = torch.nn.functional.softplus(
+            ncuts.project(ncuts.backbone(2 * images - 1))
+        )
+        torch.testing.assert_close(ncuts.feature_map(images), expected)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from matbackprop.data import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, TextureMosaics
+from matbackprop.data import TextureMosaics
 from matbackprop.models import DeepNCuts, EfficientNetLite0Backbone, VGGTrunk
 from matbackprop.train import OptimConfig, ScheduleConfig, TrainConfig, Trainer, seed_everything
 
@@ -70,12 +70,6 @@ class DemoSettings:
         )
 
 
-def _normalize_mean_std(mean, std):
-    m = torch.tensor(mean).view(3, 1, 1)
-    s = torch.tensor(std).view(3, 1, 1)
-    return lambda x: (x - m.to(x)) / s.to(x)
-
-
 def _frozen_feature_segmenter(k_max: int, size: int):
     """NCuts on frozen EfficientNet-Lite0 features (stride 8 on the image upsampled 2x, so the
     node grid matches DeepNCuts' stride-4 grid)."""
@@ -84,7 +78,6 @@ def _frozen_feature_segmenter(k_max: int, size: int):
         backbone,
         feature_dim=None,
         nonneg="relu",  # block outputs are linear bottlenecks: rectify for W = FFᵀ >= 0
-        normalize=_normalize_mean_std(EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD),
     ).eval()
 
     def segment(image, node_index):
@@ -135,12 +128,7 @@ def run_demo(
 
     # ---------------------------------------------------------------- DeepNCuts
     trunk = VGGTrunk(widths=settings.widths, output_stride=4)
-    model = DeepNCuts(
-        trunk,
-        settings.feature_dim,
-        nonneg="softplus",
-        normalize=_normalize_mean_std((0.5,) * 3, (0.25,) * 3),
-    )
+    model = DeepNCuts(trunk, settings.feature_dim, nonneg="softplus")
     config = TrainConfig(
         name="deep_ncuts",
         out_dir=out_dir,

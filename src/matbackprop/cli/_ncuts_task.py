@@ -27,14 +27,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
-from matbackprop.data import (
-    BSDS500,
-    EFFICIENTNET_LITE_MEAN,
-    EFFICIENTNET_LITE_STD,
-    default_bsds_root,
-)
+from matbackprop.data import BSDS500, default_bsds_root
 from matbackprop.models import ClassicNCuts, DeepNCuts, EfficientNetLite0Backbone
 from matbackprop.train import (
     OptimConfig,
@@ -135,24 +128,18 @@ class Config:
         return Path(self.train.out_dir) / self.train.name
 
 
-def _normalize(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(EFFICIENTNET_LITE_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    std = torch.tensor(EFFICIENTNET_LITE_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    return (x - mean) / std
-
-
 def build_deep_ncuts(config: Config, *, pretrained: bool = True) -> DeepNCuts:
     backbone = EfficientNetLite0Backbone(
         output_stride=config.output_stride,
         pretrained=pretrained,
         trainable=config.trainable_blocks if config.trainable_blocks else False,
     )
-    return DeepNCuts(backbone, config.feature_dim, nonneg="softplus", normalize=_normalize)
+    return DeepNCuts(backbone, config.feature_dim, nonneg="softplus")
 
 
 def build_frozen_ncuts(config: Config) -> DeepNCuts:
     backbone = EfficientNetLite0Backbone(output_stride=config.output_stride, trainable=False)
-    return DeepNCuts(backbone, None, nonneg="relu", normalize=_normalize).eval()
+    return DeepNCuts(backbone, None, nonneg="relu").eval()
 
 
 def train(config: Config, *, resume: bool = False) -> dict:

@@ -348,14 +348,16 @@ def collate_regions(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     W = max(int(it["image"].shape[-1]) for it in items)
     R = max(int(it["masks"].shape[0]) for it in items)
     B = len(items)
-    images = torch.zeros(B, 3, H, W)
+    # padding: the backbone's mean colour, i.e. zero once the model normalizes the batch
+    fill = torch.tensor(EfficientNetLite0Backbone.normalization.mean).view(3, 1, 1)
+    images = fill.expand(B, 3, H, W).clone()
     masks = torch.zeros(B, R, H, W, dtype=torch.bool)
     valid = torch.zeros(B, R, dtype=torch.bool)
     sizes = torch.zeros(B, 2, dtype=torch.int64)
     for b, it in enumerate(items):
         h, w = it["image"].shape[-2:]
         r = it["masks"].shape[0]
-        images[b, :, :h, :w] = EfficientNetLite0Backbone.normalize(it["image"][None])[0]
+        images[b, :, :h, :w] = it["image"]
         masks[b, :r, :h, :w] = it["masks"]
         valid[b, :r] = True
         sizes[b] = torch.tensor([h, w])

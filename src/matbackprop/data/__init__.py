@@ -35,27 +35,10 @@ from ._superpixels import (
     relabel_contiguous,
     slic_superpixels,
 )
-from ._transforms import (
-    EFFICIENTNET_LITE_MEAN,
-    EFFICIENTNET_LITE_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    NORMALIZATIONS,
-    denormalize,
-    keep_aspect_size,
-    normalize,
-    resize_image,
-    resize_keep_aspect,
-    resize_labels,
-)
+from ._transforms import keep_aspect_size, resize_image, resize_keep_aspect, resize_labels
 
 __all__ = [
     "BSDS500",
-    "EFFICIENTNET_LITE_MEAN",
-    "EFFICIENTNET_LITE_STD",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "NORMALIZATIONS",
     "TEXTURE_FAMILIES",
     "BSDSFiles",
     "BSDSSample",
@@ -70,7 +53,6 @@ __all__ = [
     "decode_coco_segmentation",
     "default_bsds_root",
     "default_coco_root",
-    "denormalize",
     "grid_majority_labels",
     "grid_superpixels",
     "keep_aspect_size",
@@ -79,7 +61,6 @@ __all__ = [
     "lift_to_pixels",
     "majority_labels",
     "mosaic_splits",
-    "normalize",
     "pool_to_grid",
     "pool_to_superpixels",
     "read_bsds_ground_truth",

@@ -1,50 +1,25 @@
-"""Resizing and normalization of images and label maps for pretrained backbones.
+"""Resizing of images and label maps, keeping them aligned.
 
 Images are float tensors ``(C, H, W)`` or ``(B, C, H, W)`` in ``[0, 1]``; label maps are integer
 (or boolean) tensors ``(H, W)`` or ``(..., H, W)``. Images are resized with antialiased bilinear
 interpolation, label maps with nearest neighbour (pixel-centre convention), so that both stay
-aligned.
+aligned. (Input normalization belongs to each backbone: see
+:class:`matbackprop.models.ImageNormalization`.)
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "EFFICIENTNET_LITE_MEAN",
-    "EFFICIENTNET_LITE_STD",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "NORMALIZATIONS",
-    "denormalize",
     "keep_aspect_size",
-    "normalize",
     "resize_image",
     "resize_keep_aspect",
     "resize_labels",
 ]
-
-#: ImageNet per-channel mean of RGB images in ``[0, 1]`` (torchvision convention).
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-#: ImageNet per-channel standard deviation of RGB images in ``[0, 1]``.
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-#: EfficientNet-Lite ("inception style") mean: 127 on the 0..255 scale, i.e. 127/255 on [0, 1].
-EFFICIENTNET_LITE_MEAN: tuple[float, float, float] = (127.0 / 255.0,) * 3
-#: EfficientNet-Lite standard deviation: 128 on the 0..255 scale, i.e. 128/255 on [0, 1].
-EFFICIENTNET_LITE_STD: tuple[float, float, float] = (128.0 / 255.0,) * 3
-
-#: Normalization kinds accepted by :func:`normalize`: ``kind -> (mean, std)`` on ``[0, 1]`` images.
-NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
-    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
-    "efficientnet_lite": (EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD),
-}
-
-NormalizationKind = Literal["imagenet", "efficientnet_lite"]
-
 
 def _check_image(image: object, name: str = "image") -> torch.Tensor:
     if not isinstance(image, torch.Tensor):
@@ -232,92 +207,3 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     rows = _nearest_indices(H, size[0], labels.device)
     cols = _nearest_indices(W, size[1], labels.device)
     return labels.index_select(-2, rows).index_select(-1, cols)
-
-
-def _stats(kind: str, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if kind not in NORMALIZATIONS:
-        raise ValueError(f"`kind` must be one of {sorted(NORMALIZATIONS)}, got {kind!r}")
-    if image.shape[-3] != 3:
-        raise ValueError(
-            f"`image` must have 3 channels (RGB) in dimension -3, got shape {tuple(image.shape)}"
-        )
-    mean, std = NORMALIZATIONS[kind]
-    shape = (3, 1, 1)
-    m = torch.tensor(mean, dtype=image.dtype, device=image.device).view(shape)
-    s = torch.tensor(std, dtype=image.dtype, device=image.device).view(shape)
-    return m, s
-
-
-def normalize(image: torch.Tensor, kind: NormalizationKind = "imagenet") -> torch.Tensor:
-    """Normalize an RGB image in ``[0, 1]`` for a pretrained backbone.
-
-    .. math:: y_c = (x_c - \\mu_c) / \\sigma_c
-
-    Parameters
-    ----------
-    image : torch.Tensor
-        ``(3, H, W)`` or ``(B, 3, H, W)`` floating tensor with values in ``[0, 1]``.
-    kind : {"imagenet", "efficientnet_lite"}
-        ``"imagenet"``: torchvision's ImageNet mean/std (:data:`IMAGENET_MEAN`,
-        :data:`IMAGENET_STD`). ``"efficientnet_lite"``: the convention of the original
-        TensorFlow EfficientNet-Lite models, mean 127 and std 128 on the 0..255 scale, i.e.
-        ``(x - 0.498) / 0.502`` on ``[0, 1]`` (values in about ``[-0.99, 1.0]``).
-
-    Returns
-    -------
-    torch.Tensor
-        Same shape, dtype and device as ``image``. Differentiable.
-
-    Raises
-    ------
-    ValueError
-        If ``image`` is not a floating RGB tensor with finite values in ``[0, 1]`` (a tolerance
-        of 1e-3 is allowed for resampling overshoot) or ``kind`` is unknown.
-
-    Notes
-    -----
-    The original EfficientNet-Lite release (tensorflow/tpu, ``efficientnet/lite``) uses the
-    inception-style constants because they suit post-training quantization. The
-    ``efficientnet-lite-pytorch`` package, which converted those weights, shows ImageNet
-    constants in a usage example inherited from ``efficientnet_pytorch``; the weights were
-    trained with the 127/128 convention, which ``kind="efficientnet_lite"`` reproduces.
-
-    References
-    ----------
-    M. Tan and Q. V. Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural
-    Networks", ICML 2019; EfficientNet-Lite, tensorflow/tpu repository (2020).
-    """
-    image = _check_image(image)
-    m, s = _stats(kind, image)
-    lo, hi = torch.aminmax(image.detach())
-    if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))) or lo < -1e-3 or hi > 1 + 1e-3:
-        raise ValueError(
-            "`image` must hold finite values in [0, 1] before normalization, "
-            f"got range [{float(lo):.4g}, {float(hi):.4g}]"
-        )
-    return (image - m) / s
-
-
-def denormalize(image: torch.Tensor, kind: NormalizationKind = "imagenet") -> torch.Tensor:
-    """Inverse of :func:`normalize`: ``x_c = y_c \\sigma_c + \\mu_c`` (not clamped).
-
-    Parameters
-    ----------
-    image : torch.Tensor
-        ``(3, H, W)`` or ``(B, 3, H, W)`` normalized floating tensor.
-    kind : {"imagenet", "efficientnet_lite"}
-        The normalization that was applied.
-
-    Returns
-    -------
-    torch.Tensor
-        Same shape, dtype and device.
-
-    Raises
-    ------
-    ValueError
-        If ``image`` is not a floating RGB tensor or ``kind`` is unknown.
-    """
-    image = _check_image(image)
-    m, s = _stats(kind, image)
-    return image * s + m

@@ -3,6 +3,10 @@
 - :class:`EfficientNetLite0Backbone` -- EfficientNet-Lite0 with offline ImageNet weights,
   truncated at output stride 8, 16 or 32.
 - :class:`VGGTrunk` -- small VGG-style trunk trained from scratch.
+- :class:`ImageNormalization` -- the input normalization a backbone owns
+  (:data:`EFFICIENTNET_LITE_NORMALIZATION`, :data:`IMAGENET_NORMALIZATION`); models apply
+  ``backbone.normalize`` to ``[0, 1]`` images. :func:`parse_trainable` -- the grammar of the
+  fine-tuned blocks (``"all"``, ``"none"``, ``"last-<k>"``).
 - :class:`DeepNCuts` -- backbone → projection → normalized-cuts layer, trained end to end
   (:func:`node_targets` gives node labels from a label map).
 - :class:`ClassicNCuts` -- Shi–Malik normalized cuts on superpixel colour and position.
@@ -10,18 +14,29 @@
   ``"o2p"``: log of the region covariance) → linear classifier.
 """
 
-from matbackprop.models._backbones import EfficientNetLite0Backbone, VGGTrunk
+from matbackprop.models._backbone import (
+    EFFICIENTNET_LITE_NORMALIZATION,
+    IMAGENET_NORMALIZATION,
+    ImageNormalization,
+    parse_trainable,
+)
 from matbackprop.models._classic_ncuts import ClassicNCuts
 from matbackprop.models._deep_ncuts import IGNORE_INDEX, DeepNCuts, node_targets
+from matbackprop.models._efficientnet import EfficientNetLite0Backbone
 from matbackprop.models._region_classifier import RegionClassifier, region_weights
+from matbackprop.models._vgg import VGGTrunk
 
 __all__ = [
+    "EFFICIENTNET_LITE_NORMALIZATION",
     "IGNORE_INDEX",
+    "IMAGENET_NORMALIZATION",
     "ClassicNCuts",
     "DeepNCuts",
     "EfficientNetLite0Backbone",
+    "ImageNormalization",
+    "RegionClassifier",
     "VGGTrunk",
     "node_targets",
-    "RegionClassifier",
+    "parse_trainable",
     "region_weights",
 ]

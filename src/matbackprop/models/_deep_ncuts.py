@@ -16,13 +16,14 @@ hierarchy ``k = 2 .. K`` from the top-``K`` eigenvectors of one decomposition.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from matbackprop.data import majority_labels, pool_to_superpixels
+from matbackprop.models._backbone import check_backbone
 from matbackprop.nn import NormalizedCuts, lift_labels, ncuts_hierarchy, ncuts_loss
 
 NONNEG = ("softplus", "relu", "none")
@@ -35,7 +36,9 @@ class DeepNCuts(nn.Module):
     Parameters
     ----------
     backbone : nn.Module
-        Maps normalized images ``(B, 3, H, W)`` to ``(B, C, h, w)``; must have ``out_channels``.
+        Maps normalized images ``(B, 3, H, W)`` to ``(B, C, h, w)``; must have ``out_channels``,
+        ``output_stride`` and ``normalize(images)`` (the input normalization it owns, applied
+        here to ``[0, 1]`` images first).
     feature_dim : int, optional
         ``d``, channels of the learned 1×1 projection. ``None``: no projection (the backbone's
         own features, e.g. frozen pretrained ones).
@@ -43,8 +46,6 @@ class DeepNCuts(nn.Module):
         Non-negativity ``φ`` making ``W = FFᵀ`` a valid (non-negative) affinity. Softplus keeps a
         gradient everywhere (no dead units); ``"none"`` requires a non-negative backbone output
         (e.g. ReLU6 features).
-    normalize : callable, optional
-        Applied to ``[0, 1]`` images before the backbone (e.g. the EfficientNet-Lite constants).
     eigen_dtype : torch.dtype, optional
         Run the normalized-cuts layer in this dtype (e.g. float64 for stability), cast back.
 
@@ -52,7 +53,7 @@ class DeepNCuts(nn.Module):
     ------
     ValueError
         For an unknown ``nonneg``, a non-positive ``feature_dim`` or a backbone without
-        ``out_channels``.
+        ``out_channels``, ``output_stride`` or ``normalize``.
     """
 
     def __init__(
@@ -61,21 +62,18 @@ class DeepNCuts(nn.Module):
         feature_dim: int | None = 32,
         *,
         nonneg: str = "softplus",
-        normalize: Callable[[Tensor], Tensor] | None = None,
         eigen_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if nonneg not in NONNEG:
             raise ValueError(f"`nonneg` must be one of {NONNEG}, got {nonneg!r}")
-        channels = getattr(backbone, "out_channels", None)
-        if not isinstance(channels, int):
-            raise ValueError("`backbone` must expose an int `out_channels` attribute")
+        check_backbone(backbone, ("out_channels",))
+        channels = backbone.out_channels
         if feature_dim is not None and (isinstance(feature_dim, bool) or feature_dim < 1):
             raise ValueError(f"`feature_dim` must be a positive int or None, got {feature_dim!r}")
         self.backbone = backbone
         self.project = nn.Conv2d(channels, feature_dim, 1) if feature_dim else None
         self.nonneg = nonneg
-        self.normalize = normalize
         self.eigen_dtype = eigen_dtype
         self.feature_dim = feature_dim or channels
         # The layer itself validates shapes; eigengap warnings are expected early in training.
@@ -86,8 +84,7 @@ class DeepNCuts(nn.Module):
         if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise ValueError(f"`images` must have shape (B, 3, H, W), got {shape}")
-        x = self.normalize(images) if self.normalize is not None else images
-        x = self.backbone(x)
+        x = self.backbone(self.backbone.normalize(images))
         if self.project is not None:
             x = self.project(x)
         if self.nonneg == "softplus":

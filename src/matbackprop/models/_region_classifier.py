@@ -2,7 +2,7 @@
 
 A :class:`RegionClassifier` labels given image regions (e.g. COCO instance masks)::
 
-    F = reduce(backbone(images))                       (B, C, h, w) conv features
+    F = reduce(backbone(normalize(images)))            (B, C, h, w) conv features
     w_r = area-downsampled mask of region r            (h, w) soft weights in [0, 1]
     avg:  d_r = Σ_p w_rp f_p / Σ_p w_rp                (first-order, C-dim)
     o2p:  d_r = vec(log(Σ_p w_rp f_p f_pᵀ / Σ_p w_rp + εI))   (DeepO2P, C(C+1)/2-dim)
@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from matbackprop.models._backbone import check_backbone
 from matbackprop.nn import SecondOrderPooling
 
 __all__ = ["DESCRIPTOR_NORMS", "HEADS", "RegionClassifier", "region_weights"]
@@ -96,9 +97,10 @@ class RegionClassifier(nn.Module):
     Parameters
     ----------
     backbone : nn.Module
-        Maps ``(B, 3, H, W)`` to ``(B, C, h, w)``; must have int attributes ``out_channels``
-        and ``output_stride`` (e.g. :class:`~matbackprop.models.EfficientNetLite0Backbone`).
-        Its ``requires_grad`` flags decide what of it is fine-tuned.
+        Maps normalized ``(B, 3, H, W)`` to ``(B, C, h, w)``; must have int attributes
+        ``out_channels`` and ``output_stride`` and a ``normalize(images)`` method (e.g.
+        :class:`~matbackprop.models.EfficientNetLite0Backbone`). Its ``requires_grad`` flags
+        decide what of it is fine-tuned.
     head : {"avg", "o2p"}
         ``"avg"``: first-order (weighted average) pooling over each region, ``C``-dim.
         ``"o2p"``: :class:`~matbackprop.nn.SecondOrderPooling` with ``"log"``,
@@ -142,7 +144,8 @@ class RegionClassifier(nn.Module):
     Raises
     ------
     ValueError
-        For a backbone without ``out_channels`` / ``output_stride`` or invalid options.
+        For a backbone without ``out_channels`` / ``output_stride`` / ``normalize`` or invalid
+        options.
 
     Notes
     -----
@@ -181,14 +184,7 @@ class RegionClassifier(nn.Module):
         freeze_batchnorm: bool = True,
     ) -> None:
         super().__init__()
-        if not isinstance(backbone, nn.Module):
-            raise ValueError(f"`backbone` must be a torch.nn.Module, got {type(backbone).__name__}")
-        for attr in ("out_channels", "output_stride"):
-            value = getattr(backbone, attr, None)
-            if not _is_int(value) or value < 1:
-                raise ValueError(
-                    f"`backbone` must have a positive int attribute `{attr}`, got {value!r}"
-                )
+        check_backbone(backbone, ("out_channels", "output_stride"))
         if head not in HEADS:
             raise ValueError(f"`head` must be one of {HEADS}, got {head!r}")
         if not _is_int(num_classes) or num_classes < 1:
@@ -395,7 +391,7 @@ class RegionClassifier(nn.Module):
         """
         images = self._check_images(images)
         padded, valid = self._padded_masks(masks, valid, images)
-        features = self.backbone(images)
+        features = self.backbone(self.backbone.normalize(images))
         if not isinstance(features, Tensor) or features.ndim != 4:
             raise ValueError("`backbone` must return a (B, C, h, w) tensor")
         if self.reduce is not None:
@@ -428,9 +424,11 @@ class RegionClassifier(nn.Module):
         Parameters
         ----------
         images : Tensor, shape (B, 3, H, W)
-            Backbone-ready (normalized) float images, e.g.
-            ``EfficientNetLite0Backbone.normalize(x)``; images of different sizes are padded
-            to a common size (the masks are zero there).
+            Float RGB images in ``[0, 1]``; the backbone's ``normalize`` is applied here.
+            Images of different sizes are padded to a common size (the masks are zero there);
+            pad with the normalization's mean (e.g.
+            ``matbackprop.data.collate_regions(items, fill=backbone.normalization.mean)``) so
+            that the padding is zero once normalized.
         masks : Tensor of shape (B, R, H, W), or list of B Tensors of shape (R_b, H, W)
             Region masks at image resolution (bool, 0/1 or soft non-negative weights). A list
             may hold a different number ``R_b >= 0`` of regions per image.

