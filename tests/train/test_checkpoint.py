@@ -130,3 +130,32 @@ def test_rng_capture_restore_through_weights_only_file(tmp_path):
     assert [_draw() for _ in range(3)] == expected
     with pytest.raises(ValueError, match="not an RNG snapshot"):
         restore_rng_state({"python": 1})
+
+
+def test_the_trainer_checkpoint_format_is_built_and_checked_in_one_place(tmp_path):
+    from matbackprop.train import TrainConfig
+
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    state = _checkpoint.trainer_checkpoint(
+        step=3,
+        total_steps=5,
+        model=model,
+        optimizer=optimizer,
+        extra_state=None,
+        rng=[capture_rng_state()],
+        data={"world_size": 1, "num_items": 4, "seed": 0, "positions": [[0, 3]]},
+        run_config=TrainConfig(steps=5),
+        train_config=TrainConfig(steps=5),
+        last_loss=0.5,
+        elapsed=1.0,
+        reason="periodic",
+    )
+    assert (state["format"], state["version"]) == ("matbackprop.train", 1)
+    assert state["config"]["steps"] == 5 and state["train_config"] == state["config"]
+    _checkpoint.write_checkpoint(state, tmp_path / "last.pt", keep_as=tmp_path / "step_3.pt")
+    assert _checkpoint.read_trainer_checkpoint(tmp_path / "step_3.pt")["step"] == 3
+    assert _checkpoint.read_trainer_checkpoint(tmp_path / "last.pt")["step"] == 3
+    atomic_save({**state, "format": "other"}, tmp_path / "other.pt")
+    with pytest.raises(DataFileError, match=r"not a matbackprop.train v1 checkpoint"):
+        _checkpoint.read_trainer_checkpoint(tmp_path / "other.pt")

@@ -35,9 +35,6 @@ from matbackprop.train._checkpoint import (
     remove_stale_temporaries,
 )
 from matbackprop.train._config import (
-    Check,
-    Pattern,
-    Range,
     apply_overrides,
     config_from_dict,
     config_to_dict,
@@ -45,6 +42,7 @@ from matbackprop.train._config import (
     save_config,
     validate_fields,
 )
+from matbackprop.train._constraints import Check, Pattern, Range
 from matbackprop.train._data import DataOrder, StreamPosition
 from matbackprop.train._distributed import (
     DistributedContext,
@@ -56,8 +54,9 @@ from matbackprop.train._distributed import (
 )
 from matbackprop.train._optim import LRSchedule, build_optimizer
 from matbackprop.train._rng import capture_rng_state, restore_rng_state, seed_everything
+from matbackprop.train._step import move_to_device, resolve_total_steps, unwrap_model
 from matbackprop.train._train_config import OptimConfig, ScheduleConfig, TrainConfig
-from matbackprop.train._trainer import Trainer, move_to_device, resolve_total_steps, unwrap_model
+from matbackprop.train._trainer import Trainer
 
 __all__ = [
     "Check",

@@ -1,4 +1,4 @@
-"""Atomic checkpoint files.
+"""Checkpoint files: their format (this module alone builds and checks it) and atomic writes.
 
 A checkpoint is written to a temporary file in the *same directory* as its destination, flushed
 and ``fsync``-ed, then moved over the destination with ``os.replace`` (atomic on POSIX and
@@ -6,7 +6,8 @@ Windows) and the directory is ``fsync``-ed. A crash at any moment therefore leav
 previous complete file or the new complete file, never a truncated one; a crash between write
 and rename leaves a stray ``.<name>.*.tmp`` file, which :func:`remove_stale_temporaries` deletes.
 
-Checkpoint contents written by the :class:`~matbackprop.train.Trainer` (``last.pt``):
+Checkpoint contents written by the :class:`~matbackprop.train.Trainer` (``last.pt``), built by
+:func:`trainer_checkpoint` and checked on resume by :func:`read_trainer_checkpoint`:
 
 ``format`` ("matbackprop.train"), ``version`` (1), ``step``, ``total_steps``, ``model`` (state
 dict of the unwrapped model), ``optimizer`` (state dict), ``extra`` (``extra_state.state_dict()``
@@ -27,7 +28,18 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_save", "load_checkpoint", "load_model_weights", "remove_stale_temporaries"]
+from matbackprop.errors import DataFileError
+from matbackprop.train._config import config_to_dict
+
+__all__ = [
+    "atomic_save",
+    "load_checkpoint",
+    "load_model_weights",
+    "read_trainer_checkpoint",
+    "remove_stale_temporaries",
+    "trainer_checkpoint",
+    "write_checkpoint",
+]
 
 CHECKPOINT_FORMAT = "matbackprop.train"
 CHECKPOINT_VERSION = 1
@@ -126,8 +138,6 @@ def load_checkpoint(
     matbackprop.errors.DataFileError
         If it cannot be read or is not a dict.
     """
-    from matbackprop.errors import DataFileError
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -164,10 +174,89 @@ def load_model_weights(
     matbackprop.errors.DataFileError
         If the file has no ``model`` entry.
     """
-    from matbackprop.errors import DataFileError
-
     state = load_checkpoint(path)
     if "model" not in state:
         raise DataFileError(path, "checkpoint has no `model` entry")
     model.load_state_dict(state["model"], strict=strict)
     return state
+
+
+def trainer_checkpoint(
+    *,
+    step: int,
+    total_steps: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    extra_state: Any,
+    rng: list[dict[str, Any]],
+    data: dict[str, Any],
+    run_config: Any,
+    train_config: Any,
+    last_loss: float | None,
+    elapsed: float,
+    reason: str,
+) -> dict[str, Any]:
+    """The dict the trainer saves (see the module docstring for each entry).
+
+    ``model`` is the unwrapped model, ``extra_state`` anything with ``state_dict()`` (or None),
+    ``rng`` one snapshot per rank, ``data`` the data-order position (``world_size``,
+    ``num_items``, ``seed``, ``positions``); ``run_config`` / ``train_config`` are dataclasses
+    (the run config becomes None if it is not one).
+    """
+    try:
+        plain_run_config = config_to_dict(run_config)
+    except ValueError:
+        plain_run_config = None
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "step": step,
+        "total_steps": total_steps,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "extra": extra_state.state_dict() if extra_state is not None else None,
+        "rng": rng,
+        "data": data,
+        "config": plain_run_config,
+        "train_config": config_to_dict(train_config),
+        "last_loss": last_loss,
+        "elapsed": elapsed,
+        "reason": reason,
+    }
+
+
+def read_trainer_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint to resume from, on the CPU, checking that the trainer wrote it.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    matbackprop.errors.DataFileError
+        If it cannot be read or is not a ``matbackprop.train`` checkpoint of this version.
+    """
+    state = load_checkpoint(path, map_location="cpu")
+    if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
+        raise DataFileError(
+            path,
+            f"not a {CHECKPOINT_FORMAT} v{CHECKPOINT_VERSION} checkpoint "
+            f"(format={state.get('format')!r}, version={state.get('version')!r})",
+        )
+    return state
+
+
+def write_checkpoint(state: dict[str, Any], path: Path, keep_as: Path | None = None) -> None:
+    """Write ``state`` to ``path`` atomically; with ``keep_as``, write it there and make
+    ``path`` a hard link of it (a second full write where links are not supported)."""
+    if keep_as is None:
+        atomic_save(state, path)
+        return
+    atomic_save(state, keep_as)
+    tmp = path.with_name(f".{path.name}.link.tmp")
+    try:
+        if tmp.exists():
+            tmp.unlink()
+        os.link(keep_as, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        atomic_save(state, path)

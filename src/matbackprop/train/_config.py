@@ -29,9 +29,10 @@ The functions below work on *any* such tree:
 
 Supported annotations: ``bool``, ``int``, ``float``, ``str``, ``pathlib.Path``, ``Literal[...]``,
 ``X | None``, ``tuple[X, ...]``, ``tuple[X, Y]``, ``list[X]``, nested dataclasses, ``Any``, and
-``Annotated[X, constraint, ...]`` with the constraints :class:`Range`, :class:`Pattern` and
-:class:`Check` (applied to the converted value; ``None`` passes them). Unknown keys and invalid
-values raise :class:`~matbackprop.errors.ConfigError` (a ``ValueError``) naming the dotted key.
+``Annotated[X, constraint, ...]`` with the constraints :class:`~matbackprop.train.Range`,
+:class:`~matbackprop.train.Pattern` and :class:`~matbackprop.train.Check` (applied to the
+converted value; ``None`` passes them). Unknown keys and invalid values raise
+:class:`~matbackprop.errors.ConfigError` (a ``ValueError``) naming the dotted key.
 
 Override syntax (values are parsed by the field's type): booleans ``true/false/yes/no/on/off/1/0``;
 ``none`` or ``null`` for an optional field; sequences as ``1,2,3`` or ``[1, 2, 3]``.
@@ -44,17 +45,14 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union
 
 from matbackprop.errors import ConfigError
+from matbackprop.train._constraints import check_constraints, split_annotated
 
 __all__ = [
-    "Check",
-    "Pattern",
-    "Range",
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
@@ -71,95 +69,12 @@ _NONE = {"none", "null", "~"}
 
 
 # --------------------------------------------------------------------------------------------
-# constraints (the metadata of ``Annotated[X, ...]``)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Range:
-    """Bounds of a number, e.g. ``Annotated[float, Range(ge=0, lt=1)]`` for ``[0, 1)``."""
-
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    lt: float | None = None
-
-    def describe(self) -> str:
-        low = (f"[{self.ge}", self.ge) if self.ge is not None else (f"({self.gt}", self.gt)
-        high = (f"{self.le}]", self.le) if self.le is not None else (f"{self.lt})", self.lt)
-        if low[1] is not None and high[1] is not None:
-            return f"in {low[0]}, {high[0]}"
-        if low[1] is not None:
-            return f">= {self.ge}" if self.ge is not None else f"> {self.gt}"
-        return f"<= {self.le}" if self.le is not None else f"< {self.lt}"
-
-    def holds(self, value: Any) -> bool:
-        return not (
-            (self.ge is not None and not value >= self.ge)
-            or (self.gt is not None and not value > self.gt)
-            or (self.le is not None and not value <= self.le)
-            or (self.lt is not None and not value < self.lt)
-        )
-
-
-@dataclass(frozen=True)
-class Pattern:
-    """A string matching ``regex`` in full; ``description`` completes "must be ..."."""
-
-    regex: str
-    description: str
-
-    def describe(self) -> str:
-        return self.description
-
-    def holds(self, value: Any) -> bool:
-        return re.fullmatch(self.regex, value) is not None
-
-
-@dataclass(frozen=True)
-class Check:
-    """Any rule: ``test(value)`` returns a falsy value or raises ``ValueError`` when ``value``
-    is invalid (e.g. a parser of a small grammar); ``description`` completes "must be ..."."""
-
-    test: Callable[[Any], object]
-    description: str
-
-    def describe(self) -> str:
-        return self.description
-
-    def holds(self, value: Any) -> bool:
-        try:
-            return self.test(value) is not False
-        except ValueError:
-            return False
-
-
-_CONSTRAINTS = (Range, Pattern, Check)
-
-
-def _split_annotated(tp: Any) -> tuple[Any, list[Any]]:
-    """``Annotated[X, c1, c2]`` -> ``(X, [c1, c2])`` (constraints only); other types as is."""
-    if typing.get_origin(tp) is Annotated:
-        base, *meta = typing.get_args(tp)
-        return base, [m for m in meta if isinstance(m, _CONSTRAINTS)]
-    return tp, []
-
-
-def _check_constraints(value: Any, constraints: list[Any], key: str) -> None:
-    if value is None:
-        return
-    for constraint in constraints:
-        if not constraint.holds(value):
-            raise ConfigError(f"`{key}` must be {constraint.describe()}, got {value!r}")
-
-
-# --------------------------------------------------------------------------------------------
 # type conversion
 # --------------------------------------------------------------------------------------------
 
 
 def _type_name(tp: Any) -> str:
-    tp = _split_annotated(tp)[0]
+    tp = split_annotated(tp)[0]
     if tp is type(None):
         return "None"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
@@ -168,9 +83,9 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, key: str, from_text: bool) -> Any:
     """Convert ``value`` to ``tp`` and check its constraints (strictly for parsed data, by
     parsing for text)."""
-    tp, constraints = _split_annotated(tp)
+    tp, constraints = split_annotated(tp)
     out = _convert(value, tp, key, from_text)
-    _check_constraints(out, constraints, key)
+    check_constraints(out, constraints, key)
     return out
 
 
@@ -186,12 +101,12 @@ def _convert(value: Any, tp: Any, key: str, from_text: bool) -> Any:
         for option in args:
             if option is type(None):
                 continue
-            base, constraints = _split_annotated(option)
+            base, constraints = split_annotated(option)
             try:
                 converted = _convert(value, base, key, from_text)
             except ConfigError:
                 continue
-            _check_constraints(converted, constraints, key)  # a wrong value, not a wrong type
+            check_constraints(converted, constraints, key)  # a wrong value, not a wrong type
             return converted
         raise ConfigError(
             f"`{key}` must be {' or '.join(_type_name(a) for a in args)}, got {value!r}"
@@ -430,7 +345,7 @@ def apply_overrides(config: C, overrides: Iterable[str]) -> C:
                 )
             tp = _hints(cls)[name]
             if depth < len(parts) - 1:
-                section = _split_annotated(tp)[0]
+                section = split_annotated(tp)[0]
                 if not (dataclasses.is_dataclass(section) and isinstance(section, type)):
                     raise ConfigError(
                         f"`{dotted}` is not a section, cannot set `{'.'.join(parts)}`"

@@ -10,7 +10,8 @@ global ``np.random`` and torch's default CPU generator (plus one per CUDA device
   (item-specific seeds; the main process's states are put back after each batch with
   :func:`preserved_cpu_rng`), so that data augmentation neither depends on nor perturbs the
   model-side streams,
-- runs ``eval_fn`` inside :func:`preserved_rng` so evaluation never changes training.
+- runs ``eval_fn`` inside :func:`preserved_rng` so evaluation never changes training,
+- and, with ``deterministic=True``, trains inside :func:`deterministic_algorithms`.
 
 Captured states contain only tensors, ints, floats, strings, lists and dicts, so checkpoints load
 with ``torch.load(..., weights_only=True)``.
@@ -19,6 +20,7 @@ with ``torch.load(..., weights_only=True)``.
 # ruff: noqa: NPY002  (managing the legacy global NumPy RNG is the point of this module)
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +31,7 @@ import torch
 
 __all__ = [
     "capture_rng_state",
+    "deterministic_algorithms",
     "preserved_cpu_rng",
     "preserved_rng",
     "restore_rng_state",
@@ -146,3 +149,33 @@ def preserved_cpu_rng() -> Iterator[None]:
         random.setstate(py_state)
         np.random.set_state(np_state)
         torch.set_rng_state(torch_state)
+
+
+@contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` + deterministic cuDNN.
+
+    ``warn_only=True``: an op without a deterministic implementation warns instead of raising,
+    so enabling it never breaks a model. The previous settings are restored afterwards.
+    ``CUBLAS_WORKSPACE_CONFIG`` is set (if unset) for deterministic cuBLAS; it only takes effect
+    if CUDA was not initialised before. ``enabled=False`` changes nothing.
+    """
+    if not enabled:
+        yield
+        return
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.deterministic = previous[2]
+        torch.backends.cudnn.benchmark = previous[3]

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from matbackprop.errors import ConfigError
-from matbackprop.train._config import Pattern, Range, validate_fields
+from matbackprop.train._config import validate_fields
+from matbackprop.train._constraints import Pattern, Range
 
 __all__ = ["OptimConfig", "ScheduleConfig", "TrainConfig"]
 
