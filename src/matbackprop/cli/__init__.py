@@ -1,7 +1,8 @@
-"""The ``matbackprop`` command: ``demo``, ``train``, ``eval`` and ``report``.
+"""The ``matbackprop`` command: ``run``, ``train``, ``eval``, ``report`` and task shortcuts
+(``demo``).
 
-See :func:`main` and ``matbackprop --help``. Task pipelines (DeepNCuts on BSDS500, DeepO2P
-on COCO regions, the demo on texture mosaics) live in the private modules of this package.
+See :func:`main` and ``matbackprop --help``. The experiments themselves are the task modules of
+:mod:`matbackprop.tasks`, found by name in its registry.
 """
 
 from ._main import main

@@ -1,5 +1,11 @@
 """Argument parsing and dispatch for the ``matbackprop`` command.
 
+Commands: ``run TASK`` (train, then evaluate, in the task's run folder), ``train TASK``,
+``eval TASK``, ``report``, and the shortcut commands that tasks register (``demo`` is
+``run demo``). Tasks come from the registry :data:`matbackprop.tasks.TASKS`; this module uses
+only the task interface (``Config``, ``PRESETS``, ``train``, ``evaluate``) and knows nothing
+else about them.
+
 Errors a user can fix (bad arguments, missing or corrupt files, invalid configs) are printed as
 one ``error: ...`` line with exit status 2, never as a traceback; ``--debug`` shows the
 traceback instead.
@@ -10,11 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
-from ._tasks import TASKS, load_task
+from matbackprop.tasks import TASKS, get_task
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def _positive_int(text: str) -> int:
@@ -38,6 +46,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, help="a TOML or YAML config file")
+    p.add_argument("--preset", default=None, help="a named set of overrides the task offers")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -47,7 +56,27 @@ def _add_config(p: argparse.ArgumentParser) -> None:
         help="override a config entry, e.g. --set train.steps=200 (repeatable)",
     )
     p.add_argument("--data-root", type=Path, default=None, help="dataset root (official layout)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (runs/<name> by default)")
+
+
+def _add_training(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="log and skip unreadable images/annotations instead of stopping",
+    )
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out", type=Path, default=None, help="the run folder (default: from the config)"
+    )
+    p.add_argument("--steps", type=_positive_int, default=None, help="training steps")
+    p.add_argument("--seed", type=int, default=None, help="the run's seed (train.seed)")
+    p.add_argument("--quick", action="store_true", help="a tiny configuration (--preset quick)")
+    _add_config(p)
+    _add_training(p)
+    _add_common(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,36 +85,36 @@ def build_parser() -> argparse.ArgumentParser:
         description="Matrix backpropagation: DeepNCuts and DeepO2P experiments.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    names = sorted(TASKS)
+    tasks_help = "; ".join(f"{name}: {TASKS[name].description}" for name in names)
 
-    demo = sub.add_parser(
-        "demo",
-        help="the main job on the embedded data: DeepNCuts vs baselines on texture mosaics",
-        description="Generate texture mosaics, train DeepNCuts (a small trunk from scratch) and "
-        "the baselines, print covering/PRI/VoI, write runs/demo/metrics.json and a figure.",
-    )
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    demo.add_argument("--steps", type=_positive_int, default=None, help="training steps")
-    demo.add_argument("--quick", action="store_true", help="a tiny configuration (smoke test)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    _add_common(demo)
+    run = sub.add_parser("run", help="train a task, then evaluate it, in its run folder")
+    run.add_argument("task", choices=names, help=tasks_help)
+    _add_run(run)
+    for name, info in TASKS.items():
+        if info.command:
+            shortcut = sub.add_parser(
+                info.command,
+                help=f"{info.description} (= matbackprop run {name})",
+                description=f"Train, then evaluate, the {name!r} task: {info.description}. "
+                "Writes metrics.json and pictures into the run folder.",
+            )
+            shortcut.set_defaults(task=name)
+            _add_run(shortcut)
 
-    train = sub.add_parser("train", help="train a task (ncuts on BSDS500, o2p on COCO)")
-    train.add_argument("task", choices=sorted(TASKS))
+    train = sub.add_parser("train", help="train a task (every method that learns)")
+    train.add_argument("task", choices=names, help=tasks_help)
     _add_config(train)
-    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    train.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="log and skip unreadable images/annotations instead of stopping",
-    )
+    train.add_argument("--out", type=Path, default=None, help="parent of the run folders")
+    _add_training(train)
     _add_common(train)
 
     evaluate = sub.add_parser("eval", help="evaluate a checkpoint and the baselines")
-    evaluate.add_argument("task", choices=sorted(TASKS))
+    evaluate.add_argument("task", choices=names, help=tasks_help)
     evaluate.add_argument("--checkpoint", type=Path, required=True)
     evaluate.add_argument("--split", default=None, help="split to evaluate (e.g. val, val2017)")
     _add_config(evaluate)
+    evaluate.add_argument("--out", type=Path, default=None, help="output folder")
     _add_common(evaluate)
 
     report = sub.add_parser("report", help="write a Markdown report from run outputs")
@@ -96,56 +125,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _task_config(task, args: argparse.Namespace):
-    from matbackprop.train import apply_overrides, config_from_dict, load_config
-
-    overrides = list(args.overrides)
+def _overrides(task, args: argparse.Namespace) -> list[str]:
+    """``key=value`` items in order: the preset, ``--set``, then the flags that name one entry."""
+    preset = "quick" if getattr(args, "quick", False) else args.preset
+    items: list[str] = []
+    if preset is not None:
+        if preset not in task.PRESETS:
+            known = ", ".join(sorted(task.PRESETS)) or "none"
+            raise ValueError(f"task {args.task!r} has no preset {preset!r} (presets: {known})")
+        items += task.PRESETS[preset]
+    items += args.overrides
     if args.data_root is not None:
-        overrides.append(f"data_root={args.data_root}")
-    if getattr(args, "device", None):
-        overrides.append(f"train.device={args.device}")
+        items.append(f"data_root={args.data_root}")
+    if args.device:
+        items.append(f"train.device={args.device}")
     if getattr(args, "skip_bad", False):
-        overrides.append("train.skip_bad=true")
-    if args.config is not None:
-        if not args.config.is_file():
-            raise FileNotFoundError(f"config file not found: {args.config}")
-        return load_config(args.config, task.Config, overrides)
-    return apply_overrides(config_from_dict(task.Config, {}), overrides)
+        items.append("train.skip_bad=true")
+    if getattr(args, "steps", None) is not None:
+        items.append(f"train.steps={args.steps}")
+    if getattr(args, "seed", None) is not None:
+        items.append(f"train.seed={args.seed}")
+    if args.out is not None and args.command == "train":
+        items.append(f"train.out_dir={args.out}")
+    elif args.out is not None and args.command not in ("train", "eval"):  # a run folder
+        items += [f"train.out_dir={args.out.parent}", f"train.name={args.out.name}"]
+    return items
+
+
+def _task_config(task, args: argparse.Namespace):
+    from matbackprop.train import apply_overrides, load_config
+
+    if args.config is not None and not args.config.is_file():
+        raise FileNotFoundError(f"config file not found: {args.config}")
+    base = load_config(args.config, task.Config) if args.config is not None else task.Config()
+    return apply_overrides(base, _overrides(task, args))
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command == "demo":
-        from ._demo import run_demo
-
-        run_demo(
-            out_dir=args.out,
-            steps=args.steps,
-            quick=args.quick,
-            seed=args.seed,
-            device=args.device,
-            resume=args.resume,
-        )
-        return 0
     if args.command == "report":
         from ._report import write_report
 
         path = write_report(args.metrics, args.output, title=args.title)
         print(f"wrote {path}")
         return 0
-    task = load_task(args.task)
+    from matbackprop.train import recording
+
+    task = get_task(args.task)
     config = _task_config(task, args)
     if args.command == "train":
-        if args.out is not None:
-            config.train.out_dir = args.out
-        summary = task.train(config, resume=args.resume)
-    else:
+        record = task.train(config, resume=args.resume)
+    elif args.command == "eval":
         if not args.checkpoint.exists():
             raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
         out_dir = args.out or args.checkpoint.parent / f"eval_{args.split or 'default'}"
-        summary = task.evaluate(
+        record = task.evaluate(
             config, checkpoint=args.checkpoint, split=args.split, out_dir=out_dir
         )
-    print(json.dumps(summary, indent=2, default=str))
+    else:  # run, or a task's shortcut command
+        start = time.perf_counter()
+        with recording(args.command):
+            trained = task.train(config, resume=args.resume)
+            if trained.interrupted:
+                print("training was interrupted; continue it with --resume", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            record = task.evaluate(config)
+        print(record.table())
+        wrote = [str(config.train.run_dir / "metrics.json"), *record.figures]
+        print(f"\nwrote {' and '.join(wrote)} ({time.perf_counter() - start:.0f} s)")
+        return 0
+    print(json.dumps(record.to_dict(), indent=2, default=str))
     return 0
 
 
@@ -157,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
         if args.debug:
             raise

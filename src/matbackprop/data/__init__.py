@@ -15,7 +15,7 @@ from ._bsds import (
     save_bsds_ground_truth,
 )
 from ._coco import COCORegions, COCOSample, decode_coco_segmentation, resize_masks
-from ._collate import collate_list
+from ._collate import collate_columns, collate_list
 from ._grid import grid_majority_labels, lift_grid_labels, pool_to_grid
 from ._images import read_rgb_image
 from ._mosaics import (
@@ -26,7 +26,9 @@ from ._mosaics import (
     collate_mosaics,
     mosaic_splits,
 )
+from ._nodes import IGNORE_INDEX, NodeLabelItems, NodeSpec, annotator_node_labels, pick_annotator
 from ._paths import default_bsds_root, default_coco_root, shared_root
+from ._region_items import RegionItems, collate_regions, draw_holdout
 from ._superpixels import (
     grid_superpixels,
     lift_to_pixels,
@@ -39,6 +41,7 @@ from ._transforms import keep_aspect_size, resize_image, resize_keep_aspect, res
 
 __all__ = [
     "BSDS500",
+    "IGNORE_INDEX",
     "TEXTURE_FAMILIES",
     "BSDSFiles",
     "BSDSSample",
@@ -47,12 +50,19 @@ __all__ = [
     "DataFileError",
     "MosaicBatch",
     "MosaicSample",
+    "NodeLabelItems",
+    "NodeSpec",
+    "RegionItems",
     "TextureMosaics",
+    "annotator_node_labels",
+    "collate_columns",
     "collate_list",
+    "collate_regions",
     "collate_mosaics",
     "decode_coco_segmentation",
     "default_bsds_root",
     "default_coco_root",
+    "draw_holdout",
     "grid_majority_labels",
     "grid_superpixels",
     "keep_aspect_size",
@@ -61,6 +71,7 @@ __all__ = [
     "lift_to_pixels",
     "majority_labels",
     "mosaic_splits",
+    "pick_annotator",
     "pool_to_grid",
     "pool_to_superpixels",
     "read_bsds_ground_truth",

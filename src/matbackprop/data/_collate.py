@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-__all__ = ["collate_list"]
+__all__ = ["collate_columns", "collate_list"]
 
 T = TypeVar("T")
 
@@ -28,3 +28,17 @@ def collate_list(batch: Sequence[T]) -> list[T]:
         The same items, in order.
     """
     return list(batch)
+
+
+def collate_columns(batch: Sequence[Sequence[T]]) -> tuple[list[T], ...]:
+    """Transpose a batch of tuples into a tuple of lists (one list per position).
+
+    For items such as ``(image, node index, node labels)`` whose tensors differ in size from
+    item to item: ``[(a1, b1), (a2, b2)] -> ([a1, a2], [b1, b2])``.
+
+    Examples
+    --------
+    >>> collate_columns([(1, "a"), (2, "b")])
+    ([1, 2], ['a', 'b'])
+    """
+    return tuple(list(column) for column in zip(*batch, strict=True))

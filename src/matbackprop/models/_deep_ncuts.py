@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from matbackprop.data import majority_labels, pool_to_superpixels
+from matbackprop.data import IGNORE_INDEX, majority_labels, pool_to_superpixels
 from matbackprop.models._backbone import check_backbone
 from matbackprop.nn import NormalizedCuts, lift_labels, ncuts_hierarchy, ncuts_loss
 
 NONNEG = ("softplus", "relu", "none")
-IGNORE_INDEX = -1  # node label meaning "not part of the training target"
+
 
 
 class DeepNCuts(nn.Module):

@@ -11,6 +11,9 @@ One trainer serves every task. The pieces, in the order a training script uses t
   :func:`get_world_size`;
 - loop: :class:`Trainer` (``Trainer(config, model, dataset, loss_fn).fit(resume=...)``);
 - checkpoints: :func:`atomic_save`, :func:`load_checkpoint`, :func:`load_model_weights`;
+- records: :class:`RunRecord` (the one schema of ``run.json`` / ``metrics.json``: commands,
+  environment, config, metrics, wall times, figures), :class:`CommandRecord`,
+  :func:`recording`, :func:`environment`;
 - helpers: :func:`build_optimizer`, :class:`LRSchedule`, :func:`resolve_total_steps`,
   :func:`move_to_device`, :func:`unwrap_model`, :func:`capture_rng_state`,
   :func:`restore_rng_state`, :class:`DataOrder`.
@@ -53,6 +56,7 @@ from matbackprop.train._distributed import (
     resolve_device,
 )
 from matbackprop.train._optim import LRSchedule, build_optimizer
+from matbackprop.train._record import CommandRecord, RunRecord, environment, recording
 from matbackprop.train._rng import capture_rng_state, restore_rng_state, seed_everything
 from matbackprop.train._step import move_to_device, resolve_total_steps, unwrap_model
 from matbackprop.train._train_config import OptimConfig, ScheduleConfig, TrainConfig
@@ -60,12 +64,14 @@ from matbackprop.train._trainer import Trainer
 
 __all__ = [
     "Check",
+    "CommandRecord",
     "DataOrder",
     "DistributedContext",
     "LRSchedule",
     "OptimConfig",
     "Pattern",
     "Range",
+    "RunRecord",
     "ScheduleConfig",
     "StreamPosition",
     "TrainConfig",
@@ -76,6 +82,7 @@ __all__ = [
     "capture_rng_state",
     "config_from_dict",
     "config_to_dict",
+    "environment",
     "get_rank",
     "get_world_size",
     "init_distributed",
@@ -84,6 +91,7 @@ __all__ = [
     "load_config",
     "load_model_weights",
     "move_to_device",
+    "recording",
     "remove_stale_temporaries",
     "resolve_device",
     "resolve_total_steps",

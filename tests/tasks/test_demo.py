@@ -31,10 +31,18 @@ def test_demo_resume_continues_from_checkpoint(tmp_path):
     assert any(e.get("event") == "start" and e.get("resumed_from") for e in events) or any(
         "resum" in json.dumps(e) for e in events
     )
-    assert json.loads((out / "metrics.json").read_text())["training"]["step"] == 4
+    assert json.loads((out / "metrics.json").read_text())["training"]["deep_ncuts"]["step"] == 4
 
 
-def test_bad_arguments_give_one_line_errors(capsys):
-    assert main(["eval", "ncuts", "--checkpoint", "/nonexistent/last.pt"]) == 2
-    err = capsys.readouterr().err
-    assert "error" in err and "Traceback" not in err
+def test_demo_records_one_command_and_reports_it(tmp_path):
+    """`matbackprop demo` trains and evaluates in one process: one command in its record."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    (command,) = metrics["commands"]
+    assert command["command"] == "demo" and command["wall_time"] > 0
+    assert metrics["split"] == "test" and metrics["figures"] == [str(out / "segmentations.png")]
+    report = tmp_path / "report.md"
+    assert main(["report", str(out / "metrics.json"), "--output", str(report)]) == 0
+    text = report.read_text()
+    assert "| deep_ncuts |" in text and (tmp_path / "report.png").is_file()

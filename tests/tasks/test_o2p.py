@@ -1,4 +1,4 @@
-"""The o2p task (train / evaluate / CLI) on a tiny COCO tree written in the test."""
+"""The o2p task (train / evaluate / CLI) on a tiny COCO tree (tests/tasks/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,74 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from matbackprop.cli import _o2p_task as task
 from matbackprop.cli import main
-from matbackprop.train import apply_overrides, config_from_dict, load_checkpoint
-
-CATEGORIES = [
-    {"id": 1, "name": "person", "supercategory": "person"},
-    {"id": 3, "name": "car", "supercategory": "vehicle"},
-    {"id": 18, "name": "dog", "supercategory": "animal"},
-]
-# image id -> list of (category id, x0, y0, x1, y1, iscrowd); images are 60 x 80 (H x W)
-TRAIN = {
-    1: [(1, 5, 5, 35, 35, 0), (3, 40, 30, 75, 55, 0)],
-    2: [(18, 10, 10, 50, 40, 0), (1, 55, 5, 78, 50, 0)],
-    3: [
-        (3, 2, 20, 40, 58, 0),
-        (18, 45, 2, 75, 30, 0),
-        (1, 70, 50, 72, 52, 0),
-        (1, 45, 35, 70, 55, 1),
-    ],
-}
-VAL = {11: [(1, 10, 5, 40, 40, 0), (3, 45, 20, 78, 50, 0)], 12: [(18, 20, 10, 60, 50, 0)]}
-VAL_REGIONS = 3  # the 2 x 2 instance of image 3 and the crowd one are skipped
-
-
-def _write_split(root: Path, split: str, spec: dict, seed: int) -> None:
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    (root / split).mkdir(parents=True)
-    images, annotations = [], []
-    for image_id, instances in spec.items():
-        name = f"{image_id:012d}.jpg"
-        yy, xx = np.mgrid[0:60, 0:80]
-        array = rng.uniform(40, 200, size=3) + 30 * (yy / 60)[..., None] + 20 * (xx / 80)[..., None]
-        for k, (_, x0, y0, x1, y1, _) in enumerate(instances):
-            array[y0:y1, x0:x1] = 40 + 60 * k
-        Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(root / split / name)
-        images.append({"id": image_id, "file_name": name, "height": 60, "width": 80})
-        for k, (category, x0, y0, x1, y1, crowd) in enumerate(instances):
-            annotations.append(
-                {
-                    "id": image_id * 100 + k,
-                    "image_id": image_id,
-                    "category_id": category,
-                    "iscrowd": crowd,
-                    "area": float((x1 - x0) * (y1 - y0)),
-                    "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                }
-            )
-    data = {
-        "info": {},
-        "licenses": [],
-        "images": images,
-        "annotations": annotations,
-        "categories": CATEGORIES,
-    }
-    (root / "annotations").mkdir(exist_ok=True)
-    (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
-
-
-@pytest.fixture(scope="module")
-def coco_tiny(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("coco")
-    _write_split(root, "train2017", TRAIN, seed=0)
-    _write_split(root, "val2017", VAL, seed=1)
-    return root
-
+from matbackprop.data import RegionItems
+from matbackprop.tasks import o2p as task
+from matbackprop.train import RunRecord, apply_overrides, config_from_dict, load_checkpoint
 
 TINY = [
     "train.name=tiny",
@@ -97,8 +33,8 @@ TINY = [
 ]
 
 
-def tiny_config(root: Path, out: Path, *extra: str) -> task.Config:
-    overrides = [f"data_root={root}", f"train.out_dir={out}", *TINY, *extra]
+def tiny_config(coco, out: Path, *extra: str) -> task.Config:
+    overrides = [f"data_root={coco.root}", f"train.out_dir={out}", *TINY, *extra]
     return apply_overrides(config_from_dict(task.Config, {}), overrides)
 
 
@@ -116,8 +52,8 @@ def trained(coco_tiny, tmp_path_factory):
 def test_train_writes_one_run_per_method(trained):
     config, summary = trained
     run_dir = config.train.out_dir / "tiny"
-    assert summary["run_dir"] == str(run_dir) and not summary["interrupted"]
-    assert list(summary["methods"]) == ["avg", "o2p", "deepo2p"]
+    assert summary.run_dir == str(run_dir) and not summary.interrupted
+    assert list(summary.methods) == ["avg", "o2p", "deepo2p"]
     for method in task.METHODS:
         folder = run_dir / method
         assert (folder / "config.yaml").is_file()
@@ -127,16 +63,18 @@ def test_train_writes_one_run_per_method(trained):
         records = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in records if r["event"] == "train"] == [1, 2]
         assert all(np.isfinite(r["loss"]) for r in records if r["event"] == "train")
-    (record,) = [json.loads(x) for x in (run_dir / "commands.jsonl").read_text().splitlines()]
-    assert record["command"] == "train" and isinstance(record["argv"], list)
-    assert set(record["methods"]) == set(task.METHODS) and record["wall_time"] > 0
+    # the run's record (run.json) names the train call, its methods and its wall time
+    saved = RunRecord.load(run_dir / "run.json")
+    (record,) = saved.commands
+    assert record.command == "train" and isinstance(record.argv, list)
+    assert set(saved.methods) == set(task.METHODS) and record.wall_time > 0
 
 
 def test_o2p_trains_only_the_classifier_and_deepo2p_the_backbone(trained):
     config, _ = trained
     run_dir = config.train.out_dir / "tiny"
     torch.manual_seed(config.train.seed)  # the trainer seeds like this before building
-    initial = task.build_model(config.model, "o2p", 3).state_dict()
+    initial = task.build_model(config, "o2p", num_classes=3).state_dict()
     o2p = load_checkpoint(run_dir / "o2p" / "last.pt")["model"]
     deep = load_checkpoint(run_dir / "deepo2p" / "last.pt")["model"]
     last = "backbone.blocks.10.project.conv.weight"
@@ -158,28 +96,28 @@ def test_resume_continues_every_method_and_holdout_eval(coco_tiny, tmp_path):
     )
     summary = task.train(longer, resume=True)
     for method in task.METHODS:
-        assert summary["methods"][method]["resumed_from"] == 2
-        assert summary["methods"][method]["step"] == 3
+        assert summary.methods[method]["resumed_from"] == 2
+        assert summary.methods[method]["step"] == 3
         assert load_checkpoint(tmp_path / "tiny" / method / "last.pt")["step"] == 3
         log = (tmp_path / "tiny" / method / "metrics.jsonl").read_text()
         records = [json.loads(x) for x in log.splitlines()]
         evals = [r for r in records if r["event"] == "eval"]
         assert [r["step"] for r in evals] == [1, 2, 3]
         assert 0 <= evals[-1]["metrics"]["holdout_accuracy"] <= 1
-    commands = (tmp_path / "tiny" / "commands.jsonl").read_text().splitlines()
-    assert [json.loads(x)["resume"] for x in commands] == [False, True]
+    commands = RunRecord.load(tmp_path / "tiny" / "run.json").commands
+    assert [c.details["resume"] for c in commands] == [False, True]
 
     result = task.evaluate(
         longer, checkpoint=tmp_path / "tiny", split="holdout", out_dir=tmp_path / "eval"
     )
-    assert result["split"] == "holdout" and result["num_images"] == 1
-    assert all(m["step"] == 3 for m in result["methods"].values())
+    assert result.split == "holdout" and result.details["images"] == 1
+    assert all(m["step"] == 3 for m in result.methods.values())
 
 
 # ------------------------------------------------------------------ evaluate
 
 
-def test_evaluate_writes_metrics_and_picture(trained, tmp_path):
+def test_evaluate_writes_metrics_and_picture(trained, coco_tiny, tmp_path):
     from PIL import Image
 
     config, _ = trained
@@ -190,11 +128,11 @@ def test_evaluate_writes_metrics_and_picture(trained, tmp_path):
     assert list(saved["methods"]) == ["avg", "o2p", "deepo2p"]
     for entry in saved["methods"].values():
         assert 0 <= entry["accuracy"] <= 1 and 0 <= entry["mean_class_accuracy"] <= 1
-        assert entry["num_regions"] == VAL_REGIONS and entry["step"] == 2
+        assert entry["num_regions"] == coco_tiny.val_regions and entry["step"] == 2
     assert saved["config"]["image_size"] == 64
     assert [c["command"] for c in saved["commands"]] == ["train", "eval"]
     assert all(isinstance(c["argv"], list) and c["wall_time"] > 0 for c in saved["commands"])
-    assert result["methods"] == saved["methods"]
+    assert result.methods == saved["methods"]
     with Image.open(tmp_path / "predictions.png") as picture:
         assert picture.width > 3 * 48 and picture.height > 2 * 48
 
@@ -204,11 +142,11 @@ def test_evaluate_one_method_and_checkpoint_errors(trained, tmp_path):
     run_dir = config.train.out_dir / "tiny"
     one = apply_overrides(config, ["methods=o2p", "figure_images=0"])
     result = task.evaluate(one, checkpoint=run_dir / "o2p" / "last.pt", out_dir=tmp_path)
-    assert list(result["methods"]) == ["o2p"] and result["figure"] is None
+    assert list(result.methods) == ["o2p"] and result.figures == []
     with pytest.raises(ValueError, match="is a 'avg' checkpoint"):
         task.evaluate(one, checkpoint=run_dir / "avg" / "last.pt", out_dir=tmp_path)
     with pytest.raises(ValueError, match="method folder"):
-        task.evaluate(config, checkpoint=run_dir / "commands.jsonl", out_dir=tmp_path)
+        task.evaluate(config, checkpoint=run_dir / "run.json", out_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="missing checkpoint"):
         task.evaluate(config, checkpoint=tmp_path, out_dir=tmp_path)
     with pytest.raises(ValueError, match="holdout_images"):
@@ -245,13 +183,16 @@ def test_config_validation(override, match):
 
 
 def test_class_weights_favour_rare_classes(coco_tiny):
+    from matbackprop.tasks._regions import class_weights
+
     config = tiny_config(coco_tiny, Path("unused"))
-    dataset = task.RegionItems(task._coco(config, "train2017"))
+    dataset = task.train_data(config)
+    assert isinstance(dataset, RegionItems) and dataset.hflip
     counts = dataset.label_counts()
     assert counts.tolist() == [2, 2, 2]  # person, car, dog (tiny and crowd skipped)
-    assert task._class_weights(dataset, 0.0) is None
+    assert class_weights(dataset, 0.0) is None
     dataset.indices = [0, 1]  # images 1 and 2: person x2, car x1, dog x1
-    weights = task._class_weights(dataset, 1.0)
+    weights = class_weights(dataset, 1.0)
     counts = torch.tensor([2.0, 1.0, 1.0])
     torch.testing.assert_close((weights * counts).sum() / counts.sum(), torch.tensor(1.0))
     assert weights[1] == weights[2] > weights[0]
@@ -261,7 +202,7 @@ def test_class_weights_favour_rare_classes(coco_tiny):
 
 
 def test_cli_train_and_eval(coco_tiny, tmp_path, capsys):
-    common = ["--data-root", str(coco_tiny)]
+    common = ["--data-root", str(coco_tiny.root)]
     sets = [x for item in TINY for x in ("--set", item)] + ["--set", "train.name=cli"]
     assert main(["train", "o2p", *common, "--out", str(tmp_path), *sets]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -270,6 +211,6 @@ def test_cli_train_and_eval(coco_tiny, tmp_path, capsys):
     args = ["eval", "o2p", "--checkpoint", str(checkpoint), *common, *sets]
     assert main([*args, "--out", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["methods"]["deepo2p"]["num_regions"] == VAL_REGIONS
+    assert metrics["methods"]["deepo2p"]["num_regions"] == coco_tiny.val_regions
     assert main(["train", "o2p", *common, "--set", "methods=fancy"]) == 2
     assert "unknown method" in capsys.readouterr().err

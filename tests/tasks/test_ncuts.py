@@ -1,44 +1,12 @@
-"""`matbackprop train|eval ncuts` end to end on a tiny BSDS-layout fixture."""
+"""`matbackprop train|eval ncuts` end to end on a tiny BSDS-layout fixture (conftest.py)."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
-import pytest
 import torch
 
 from matbackprop.cli import main
-from matbackprop.cli._ncuts_common import IGNORE, annotator_node_labels, pick_annotator
-from matbackprop.data import save_bsds_ground_truth
-
-
-def _write_split(root, split, n, rng):
-    from PIL import Image
-
-    (root / "data" / "images" / split).mkdir(parents=True)
-    (root / "data" / "groundTruth" / split).mkdir(parents=True)
-    for i in range(n):
-        h, w = 40, 56
-        seg = np.ones((h, w), dtype=np.uint16)
-        seg[:, w // 2 :] = 2
-        seg[h // 2 :, : w // 3] = 3
-        colours = rng.uniform(30, 220, size=(4, 3))
-        image = colours[seg] + rng.normal(0, 5, size=(h, w, 3))
-        Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(
-            root / "data" / "images" / split / f"{i}.jpg", quality=95
-        )
-        coarse = np.where(seg == 3, 1, seg).astype(np.uint16)
-        save_bsds_ground_truth(root / "data" / "groundTruth" / split / f"{i}.mat", [seg, coarse])
-
-
-@pytest.fixture
-def tiny_bsds(tmp_path):
-    rng = np.random.default_rng(0)
-    root = tmp_path / "BSDS500"
-    _write_split(root, "train", 3, rng)
-    _write_split(root, "val", 2, rng)
-    return root
 
 
 def _args(root, out):
@@ -59,9 +27,10 @@ def test_train_resume_and_eval(tiny_bsds, tmp_path, capsys):
     # resume to a longer schedule continues from step 2
     resume_args = [*_args(tiny_bsds, out), "--set", "train.steps=3", "--resume"]
     assert main(["train", "ncuts", *resume_args]) == 0
-    summary = json.loads((run / "train_summary.json").read_text())
+    record = json.loads((run / "run.json").read_text())  # the run's record (RunRecord)
+    summary = record["methods"]["deep_ncuts"]
     assert summary["step"] == 3 and summary["resumed_from"]
-    assert summary["command"] and summary["environment"]["torch"] == torch.__version__
+    assert record["commands"][-1]["shell"] and record["environment"]["torch"] == torch.__version__
     eval_dir = tmp_path / "eval"
     args = _args(tiny_bsds, out)
     args[args.index("--out") + 1] = str(eval_dir)
@@ -70,8 +39,9 @@ def test_train_resume_and_eval(tiny_bsds, tmp_path, capsys):
     )
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     assert set(metrics["methods"]) == {"classic_ncuts", "frozen_feature_ncuts", "deep_ncuts"}
-    # the report can name both runs: the training command and this evaluation
-    assert len(metrics["commands"]) == 2 and metrics["commands"][0] == summary["command"]
+    # the report can name every command of the run: both training calls and this evaluation
+    assert len(metrics["commands"]) == 3 and metrics["commands"][:2] == record["commands"]
+    assert [c["command"] for c in metrics["commands"]] == ["train", "train", "eval"]
     for m in metrics["methods"].values():
         assert 0 <= m["covering_ods"] <= 1 and 0 <= m["boundary_ods_f"] <= 1
     assert (eval_dir / "segmentations_val.png").is_file()
@@ -98,12 +68,3 @@ def test_corrupt_ground_truth_names_the_file_and_skip_bad_continues(tiny_bsds, t
     assert main(["train", "ncuts", *args, "--skip-bad"]) == 0
     skipped = (tmp_path / "runs" / "tiny" / "skipped.txt").read_text()
     assert "1.mat" in skipped
-
-
-def test_pick_annotator_caps_segments():
-    index = torch.arange(6).reshape(2, 3)
-    fine = torch.tensor([[0, 1, 2], [3, 3, 3]])
-    candidates = annotator_node_labels([fine], index)
-    labels = pick_annotator(candidates, 2, torch.Generator().manual_seed(0))
-    assert (labels == IGNORE).sum() == 2  # two singleton segments dropped
-    assert set(labels[labels != IGNORE].tolist()) == {3, labels[labels != IGNORE][0].item()}

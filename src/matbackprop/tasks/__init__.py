@@ -1,0 +1,132 @@
+"""matbackprop.tasks: the experiments, one module each, all with the same parts.
+
+A task module provides, in this order (nanoGPT's: config -> model -> data -> train -> evaluate):
+
+``DESCRIPTION``
+    One line for ``--help``.
+``METHODS``
+    The methods it compares, in report order (baselines and trained models).
+``Config``
+    A dataclass with a ``train: TrainConfig`` section and the task's own fields, validated by
+    the one config validator (:func:`matbackprop.train.validate_fields`; constraints written in
+    ``Annotated`` types). Loaded from TOML/YAML with ``--config`` and ``--set key=value``.
+``PRESETS``
+    Named lists of ``key=value`` overrides (e.g. ``"quick"``: a smoke-test size); may be empty.
+``build_model(config, method)``
+    The (untrained) model of one method.
+``train_data(config)`` / ``eval_data(config, split=None)``
+    The items the trainer fetches, and the samples ``evaluate`` scores on ``split`` (default:
+    the config's evaluation split).
+``train(config, *, resume=False) -> RunRecord``
+    Trains (or tunes) every method that learns, in ``config.train.run_dir``; writes
+    ``run.json`` there.
+``evaluate(config, *, checkpoint=None, split=None, out_dir=None) -> RunRecord``
+    Scores every method on ``split``; writes ``metrics.json`` and pictures to ``out_dir``.
+    ``checkpoint`` (a checkpoint file or the run folder) and ``out_dir`` default to
+    ``config.train.run_dir``.
+
+Both return a :class:`~matbackprop.train.RunRecord`, the one schema of ``run.json`` and
+``metrics.json`` that ``matbackprop report`` reads. The ``matbackprop`` command finds tasks in
+:data:`TASKS` by name and uses nothing but the parts above. To add a task, add a module with
+these parts and one entry to :data:`TASKS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+__all__ = ["TASKS", "Task", "TaskInfo", "get_task"]
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A registry entry: where the task lives, and the shortcut command it has (if any).
+
+    ``command``: the name of a top-level ``matbackprop`` command that trains and then evaluates
+    the task (``matbackprop demo`` is ``matbackprop run demo``).
+    """
+
+    module: str
+    description: str
+    command: str | None = None
+
+
+#: The registry: task name -> where it lives (modules are imported only when used).
+TASKS: dict[str, TaskInfo] = {
+    "demo": TaskInfo(
+        "matbackprop.tasks.demo",
+        "DeepNCuts vs baselines on texture mosaics generated on the fly (the embedded main job)",
+        command="demo",
+    ),
+    "ncuts": TaskInfo(
+        "matbackprop.tasks.ncuts",
+        "DeepNCuts on BSDS500 vs classic and frozen-feature normalized cuts",
+    ),
+    "o2p": TaskInfo(
+        "matbackprop.tasks.o2p",
+        "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P heads",
+    ),
+}
+
+
+class Task(Protocol):
+    """What a task module provides (see the module docstring); modules satisfy it as they are."""
+
+    DESCRIPTION: str
+    METHODS: tuple[str, ...]
+    Config: type
+    PRESETS: dict[str, tuple[str, ...]]
+
+    def build_model(self, config: Any, method: str) -> Any: ...
+
+    def train_data(self, config: Any) -> Any: ...
+
+    def eval_data(self, config: Any, split: str | None = None) -> Any: ...
+
+    def train(self, config: Any, *, resume: bool = False) -> Any: ...
+
+    def evaluate(
+        self,
+        config: Any,
+        *,
+        checkpoint: str | Path | None = None,
+        split: str | None = None,
+        out_dir: str | Path | None = None,
+    ) -> Any: ...
+
+
+#: The parts every task module must have (checked by :func:`get_task`).
+PARTS = (
+    "DESCRIPTION",
+    "METHODS",
+    "Config",
+    "PRESETS",
+    "build_model",
+    "train_data",
+    "eval_data",
+    "train",
+    "evaluate",
+)
+
+
+def get_task(name: str) -> Task:
+    """The task module registered as ``name``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (listing the known ones).
+    TypeError
+        If the registered module lacks a part of the task interface.
+    """
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
+    module: ModuleType = importlib.import_module(TASKS[name].module)
+    missing = [part for part in PARTS if not hasattr(module, part)]
+    if missing:
+        raise TypeError(f"task module {module.__name__} lacks {', '.join(missing)}")
+    return module  # type: ignore[return-value]

@@ -1,0 +1,209 @@
+"""What the segmentation tasks (``demo`` on texture mosaics, ``ncuts`` on BSDS500) share.
+
+- :func:`ncuts_training_loss`: the loss function handed to the trainer;
+- :func:`evaluate_segmenters`: hierarchies of every method scored with the BSDS metrics;
+- :func:`tune_classic`: the classic baseline's bandwidths, grid-searched on training images;
+- :func:`ods_level`, :func:`level_like_ground_truth`: which hierarchy level a picture shows;
+- :func:`quiet_eigengaps`: eigengap warnings silenced inside a block only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from matbackprop.data import resize_labels
+from matbackprop.metrics import aggregate_boundary, aggregate_region, evaluate_hierarchy
+from matbackprop.models import ClassicNCuts
+from matbackprop.nn import EigengapWarning
+
+Segmenter = Callable[[Tensor, Tensor], list[Tensor]]  # (image, node index) -> hierarchy
+
+
+@contextmanager
+def quiet_eigengaps() -> Iterator[None]:
+    """Ignore :class:`~matbackprop.nn.EigengapWarning` inside the block (early in training
+    and on flat images the top eigenvalues are close; the decoding copes with it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EigengapWarning)
+        yield
+
+
+def ncuts_training_loss(model: torch.nn.Module, batch: Any) -> tuple[Tensor, dict[str, float]]:
+    """Loss for :class:`matbackprop.train.Trainer`: mean normalized NCuts loss over images.
+
+    ``batch`` is ``(images, node indices, node labels)`` lists (``collate_columns`` of
+    :class:`~matbackprop.data.NodeLabelItems`). Images of equal size are stacked into one
+    backbone call; others go one by one.
+    """
+    images, indices, labels = batch
+    if all(img.shape == images[0].shape for img in images):
+        loss = model(torch.stack(images), indices, labels)
+    else:
+        loss = torch.stack(
+            [
+                model(img[None], [i], [lab])
+                for img, i, lab in zip(images, indices, labels, strict=True)
+            ]
+        ).mean()
+    return loss, {}
+
+
+def pad_hierarchy(levels: list[Tensor], n_levels: int) -> list[Tensor]:
+    """Repeat the finest level so every image has ``n_levels`` (needed by ODS)."""
+    return levels + [levels[-1]] * (n_levels - len(levels))
+
+
+def _score(args) -> object:
+    levels, gts, boundaries, name = args
+    return evaluate_hierarchy(levels, gts, boundaries=boundaries, name=name)
+
+
+def _segment_all(
+    segment: Segmenter,
+    images: Sequence[Tensor],
+    node_indices: Sequence[Tensor],
+    ground_truths: Sequence[Sequence[Tensor]],
+    k_max: int,
+    desc: str,
+) -> list[list[Tensor]]:
+    """Every image's hierarchy, padded to ``k_max - 1`` levels, at ground-truth resolution."""
+    hierarchies = []
+    for i, image in enumerate(tqdm(images, desc=desc, disable=None, leave=False, file=sys.stderr)):
+        levels = pad_hierarchy(segment(image, node_indices[i]), k_max - 1)
+        size = tuple(ground_truths[i][0].shape)
+        if tuple(levels[0].shape) != size:  # segmented at model resolution: upsample
+            levels = [resize_labels(level, size) for level in levels]
+        hierarchies.append(levels)
+    return hierarchies
+
+
+def evaluate_segmenters(
+    segmenters: dict[str, Segmenter],
+    images: Sequence[Tensor],
+    node_indices: dict[str, Sequence[Tensor]],
+    ground_truths: Sequence[Sequence[Tensor]],
+    k_max: int,
+    *,
+    boundaries: bool = False,
+    names: Sequence[str] | None = None,
+    workers: int = 1,
+) -> tuple[dict[str, dict], dict[str, list[list[Tensor]]]]:
+    """Score each method's hierarchy ``k = 2 .. k_max`` with the BSDS region (and boundary)
+    benchmark. Levels computed at another resolution than the ground truth are resized
+    (nearest) to it first. With ``workers > 1`` the benchmark (not the segmentation) runs in a
+    pool of processes. Returns ``(metrics per method, hierarchies per method)``."""
+    metrics, hierarchies = {}, {}
+    pool = None
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        for method, segment in segmenters.items():
+            start = time.perf_counter()
+            levels_all = _segment_all(
+                segment, images, node_indices[method], ground_truths, k_max, f"segment {method}"
+            )
+            jobs = [
+                (
+                    [lv.numpy() for lv in levels],
+                    [g.numpy() for g in ground_truths[i]],
+                    boundaries,
+                    None if names is None else names[i],
+                )
+                for i, levels in enumerate(levels_all)
+            ]
+            evaluations = list(pool.map(_score, jobs)) if pool else [_score(j) for j in jobs]
+            region = aggregate_region(evaluations)
+            entry = {
+                "covering_ods": region.covering_ods,
+                "covering_ois": region.covering_ois,
+                "covering_best": region.covering_best,
+                "pri_ods": region.pri_ods,
+                "pri_ois": region.pri_ois,
+                "voi_ods": region.voi_ods,
+                "voi_ois": region.voi_ois,
+                "covering_per_level": [float(x) for x in region.covering],
+                "seconds": time.perf_counter() - start,
+            }
+            if boundaries:
+                boundary = aggregate_boundary(evaluations)
+                entry.update(
+                    boundary_ods_f=boundary.ods_f,
+                    boundary_ois_f=boundary.ois_f,
+                    boundary_ap=boundary.ap,
+                )
+            metrics[method] = entry
+            print(
+                f"{method}: covering ODS {entry['covering_ods']:.3f} ({entry['seconds']:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+            hierarchies[method] = levels_all
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return metrics, hierarchies
+
+
+def tune_classic(
+    images: Sequence[Tensor],
+    node_indices: Sequence[Tensor],
+    ground_truths: Sequence[Sequence[Tensor]],
+    k_max: int,
+    sigma_rgb: Sequence[float] = (0.05, 0.1, 0.2),
+    sigma_xy: Sequence[float] = (0.1, 0.2, 0.4),
+) -> tuple[ClassicNCuts, list[dict[str, float]]]:
+    """Grid-search the classic baseline's bandwidths by covering (ODS) on training images.
+
+    Returns the best model (the first of the grid on a tie) and one record
+    ``{"sigma_rgb", "sigma_xy", "covering_ods"}`` per grid point, in grid order.
+    """
+    scores = []
+    grid = list(itertools.product(sigma_rgb, sigma_xy))
+    for s_rgb, s_xy in tqdm(grid, desc="tune classic NCuts", disable=None, file=sys.stderr):
+        model = ClassicNCuts(sigma_rgb=s_rgb, sigma_xy=s_xy)
+        metrics, _ = evaluate_segmenters(
+            {
+                "classic": lambda image, index, model=model: model.segment_hierarchy(
+                    image, index, k_max
+                )
+            },
+            images,
+            {"classic": node_indices},
+            ground_truths,
+            k_max,
+        )
+        score = metrics["classic"]["covering_ods"]
+        scores.append({"sigma_rgb": s_rgb, "sigma_xy": s_xy, "covering_ods": score})
+        print(
+            f"classic NCuts sigma_rgb={s_rgb} sigma_xy={s_xy}: covering ODS {score:.3f}",
+            file=sys.stderr,
+            flush=True,
+        )
+    best = max(scores, key=lambda s: s["covering_ods"])
+    return ClassicNCuts(sigma_rgb=best["sigma_rgb"], sigma_xy=best["sigma_xy"]), scores
+
+
+def ods_level(entry: dict) -> int:
+    """Index of the hierarchy level with the best dataset covering (the ODS level)."""
+    per_level = entry["covering_per_level"]
+    return max(range(len(per_level)), key=per_level.__getitem__)
+
+
+def level_like_ground_truth(levels: list[Tensor], ground_truth: Tensor) -> Tensor:
+    """The level whose number of segments matches the ground truth's (``levels`` start at
+    ``k = 2``)."""
+    k = int(torch.unique(ground_truth).numel())
+    return levels[min(max(k - 2, 0), len(levels) - 1)]
