@@ -1,6 +1,10 @@
+import doctest
 import importlib
+import pkgutil
 import subprocess
 import sys
+
+import pytest
 
 
 def test_import_is_light():
@@ -34,3 +38,26 @@ def test_errors_module_is_torch_free_and_errors_pickle():
     assert (str(error), error.path.name) == ("a/b.png: truncated", "b.png")
     assert error.reason == "truncated"
     assert issubclass(DataFileError, ValueError) and issubclass(ConfigError, ValueError)
+
+
+def _upper_modules():
+    for name in ("errors", "models", "train", "tasks", "cli"):
+        module = importlib.import_module(f"matbackprop.{name}")
+        yield module.__name__
+        for info in pkgutil.walk_packages(getattr(module, "__path__", []), module.__name__ + "."):
+            yield info.name
+
+
+@pytest.mark.parametrize("module_name", sorted(set(_upper_modules())))
+def test_upper_floor_docstring_examples(module_name):
+    """The examples in the upper floors' docstrings run (tests/test_doctests.py runs the
+    lower floors')."""
+    module = importlib.import_module(module_name)
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.failed == 0, f"{result.failed} doctest failures in {module_name}"
+
+
+def test_subpackages_load_lazily():
+    mb = importlib.import_module("matbackprop")
+    for name in mb._SUBPACKAGES:
+        assert getattr(mb, name).__name__ == f"matbackprop.{name}"

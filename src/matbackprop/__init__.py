@@ -5,14 +5,17 @@ functions (log, sqrt, inverse sqrt, powers, exp) and normalized cuts -- as train
 layers, after Ionescu, Vantzos & Sminchisescu, "Training Deep Networks with Structured
 Layers by Matrix Backpropagation" (ICCV 2015, arXiv:1509.07838).
 
-Sub-packages (imported lazily so that ``import matbackprop`` stays light):
+Sub-packages, bottom to top (imported lazily so that ``import matbackprop`` stays light; see
+``docs/architecture.md``):
 
+- :mod:`matbackprop.errors`  -- the errors users can fix (foundation: torch-free, used by all)
 - :mod:`matbackprop.linalg`  -- decompositions and matrix functions with custom backward
 - :mod:`matbackprop.nn`      -- structured layers (DeepO2P pooling, normalized cuts, SPD layers)
-- :mod:`matbackprop.data`    -- BSDS500, COCO regions, texture mosaics, superpixels
-- :mod:`matbackprop.metrics` -- the BSDS benchmark metrics and classification metrics
+- :mod:`matbackprop.data`    -- BSDS500, COCO regions, texture mosaics, superpixels (a leaf)
+- :mod:`matbackprop.metrics` -- the BSDS benchmark metrics and classification metrics (a leaf)
 - :mod:`matbackprop.models`  -- backbones, DeepNCuts, DeepO2P and baselines
-- :mod:`matbackprop.train`   -- configs, trainer, checkpoints, distributed helpers
+- :mod:`matbackprop.train`   -- configs, trainer, checkpoints, run records, distributed helpers
+- :mod:`matbackprop.tasks`   -- the experiments (demo, ncuts, o2p), one module each
 - :mod:`matbackprop.cli`     -- the ``matbackprop`` command
 """
 
@@ -23,7 +26,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("linalg", "nn", "data", "metrics", "models", "train", "cli")
+_SUBPACKAGES = ("errors", "linalg", "nn", "data", "metrics", "models", "train", "tasks", "cli")
 
 __all__ = ["__version__", *_SUBPACKAGES]
 
