@@ -9,7 +9,7 @@ from matbackprop.metrics import (
     contingency_table,
     probabilistic_rand_index,
     region_scores,
-    relabel_consecutive,
+    relabel_contiguous,
     segmentation_covering,
     variation_of_information,
 )
@@ -134,7 +134,7 @@ def test_contingency_and_relabel():
     seg = np.array([[5, 5], [-1, 7]])
     gt = np.array([[1, 2], [2, 2]])
     np.testing.assert_array_equal(contingency_table(seg, gt), [[0, 1], [1, 1], [0, 1]])
-    rel, n = relabel_consecutive(seg)
+    rel, n = relabel_contiguous(seg)
     assert n == 3
     np.testing.assert_array_equal(rel, [[1, 1], [0, 2]])
 

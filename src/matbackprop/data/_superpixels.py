@@ -59,6 +59,8 @@ def _unique_inverse(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def relabel_contiguous(labels: torch.Tensor) -> torch.Tensor:
     """Map the distinct values of a label map to ``0 .. S-1``, keeping their order.
 
+    :func:`matbackprop.metrics.relabel_contiguous` does the same on NumPy arrays.
+
     Parameters
     ----------
     labels : torch.Tensor

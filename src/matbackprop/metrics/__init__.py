@@ -59,7 +59,7 @@ from ._regions import (
     contingency_table,
     probabilistic_rand_index,
     region_scores,
-    relabel_consecutive,
+    relabel_contiguous,
     segmentation_covering,
     variation_of_information,
 )
@@ -91,7 +91,7 @@ __all__ = [
     "pr_curve_area",
     "probabilistic_rand_index",
     "region_scores",
-    "relabel_consecutive",
+    "relabel_contiguous",
     "segmentation_covering",
     "segmentation_to_boundaries",
     "thin_boundaries",

@@ -65,7 +65,7 @@ __all__ = [
     "contingency_table",
     "probabilistic_rand_index",
     "region_scores",
-    "relabel_consecutive",
+    "relabel_contiguous",
     "segmentation_covering",
     "variation_of_information",
 ]
@@ -74,8 +74,12 @@ __all__ = [
 _DENSE_TABLE_LIMIT = 1 << 22
 
 
-def relabel_consecutive(labels: Any) -> tuple[np.ndarray, int]:
+def relabel_contiguous(labels: Any) -> tuple[np.ndarray, int]:
     """Map the distinct labels of an integer label map to ``0 .. n-1`` (in increasing order).
+
+    The NumPy counterpart of :func:`matbackprop.data.relabel_contiguous` (the same operation on
+    torch tensors; ``metrics`` and ``data`` are leaves and import nothing of each other); it
+    also returns ``n``.
 
     Parameters
     ----------
