@@ -24,8 +24,6 @@ from matbackprop.train import (
     restore_rng_state,
 )
 
-from .train_helpers import subprocess_env
-
 
 def test_atomic_save_roundtrip(tmp_path):
     path = tmp_path / "sub" / "last.pt"
@@ -66,7 +64,7 @@ def test_failure_during_write_keeps_previous(tmp_path, monkeypatch):
     assert load_checkpoint(path)["step"] == 1
 
 
-def test_hard_crash_between_write_and_rename(tmp_path):
+def test_hard_crash_between_write_and_rename(tmp_path, subprocess_env):
     """A process dying (os._exit) after writing the temp file but before renaming it."""
     path = tmp_path / "last.pt"
     atomic_save({"step": 1}, path)
@@ -79,7 +77,7 @@ def test_hard_crash_between_write_and_rename(tmp_path):
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], env=subprocess_env(), capture_output=True, timeout=120
+        [sys.executable, "-c", code], env=subprocess_env, capture_output=True, timeout=120
     )
     assert proc.returncode == 3, proc.stderr
     assert load_checkpoint(path)["step"] == 1

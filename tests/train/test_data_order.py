@@ -13,8 +13,6 @@ from matbackprop.errors import DataFileError
 from matbackprop.train import DataOrder, StreamPosition
 from matbackprop.train._data import BatchStream
 
-from .train_helpers import ToyDataset
-
 
 def test_permutations_are_seeded_and_change_per_epoch():
     order = DataOrder(20, seed=5)
@@ -58,8 +56,8 @@ def _collect(stream, n):
     return out
 
 
-def test_resuming_a_stream_skips_without_reading():
-    ds = ToyDataset(n=9)
+def test_resuming_a_stream_skips_without_reading(toy_dataset):
+    ds = toy_dataset(n=9)
     order = DataOrder(len(ds), seed=0)
     full = _collect(BatchStream(ds, order, StreamPosition(), 2, False, 0, list), 6)
     ds.calls.clear()
@@ -71,8 +69,8 @@ def test_resuming_a_stream_skips_without_reading():
         assert all(torch.equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
 
 
-def test_item_noise_is_seeded_per_item_and_leaves_global_rng_alone():
-    ds = ToyDataset(n=6)
+def test_item_noise_is_seeded_per_item_and_leaves_global_rng_alone(toy_dataset):
+    ds = toy_dataset(n=6)
     order = DataOrder(len(ds), seed=0)
     torch.manual_seed(0)
     random.seed(0)
@@ -88,8 +86,8 @@ def test_item_noise_is_seeded_per_item_and_leaves_global_rng_alone():
         assert all(torch.equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
 
 
-def test_workers_give_the_same_items():
-    ds = ToyDataset(n=8, bad=(3,))
+def test_workers_give_the_same_items(toy_dataset):
+    ds = toy_dataset(n=8, bad=(3,))
     order = DataOrder(len(ds), seed=2)
     main = _collect(BatchStream(ds, order, StreamPosition(), 3, True, 0, list), 4)
     stream = BatchStream(ds, order, StreamPosition(), 3, True, 2, list)
@@ -101,8 +99,8 @@ def test_workers_give_the_same_items():
     assert any(s for _, s, _ in main)  # the bad item was met and skipped
 
 
-def test_bad_item_raises_without_skip_and_all_bad_is_detected():
-    ds = ToyDataset(n=4, bad=(0, 1, 2, 3))
+def test_bad_item_raises_without_skip_and_all_bad_is_detected(toy_dataset):
+    ds = toy_dataset(n=4, bad=(0, 1, 2, 3))
     order = DataOrder(len(ds), seed=0)
     with pytest.raises(DataFileError, match="broken_") as info:
         BatchStream(ds, order, StreamPosition(), 2, False, 0, list).next_batch()

@@ -12,8 +12,6 @@ import torch.distributed as dist
 
 from matbackprop.train import DataOrder, StreamPosition, load_checkpoint
 
-from .train_helpers import subprocess_env
-
 STEPS = 8
 BATCH = 4  # per rank, as in the toy script
 N_ITEMS = 37  # the toy script's dataset
@@ -24,7 +22,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_ddp_two_ranks_gloo(toy_script, tmp_path):
+def test_ddp_two_ranks_gloo(toy_script, tmp_path, subprocess_env):
     # a bad file that rank 1 meets in its first batch: rank 0 must log it
     bad = int(DataOrder(N_ITEMS, SEED, rank=1, world_size=2).shard(0)[1])
     cmd = [
@@ -43,7 +41,7 @@ def test_ddp_two_ranks_gloo(toy_script, tmp_path):
         "--set",
         "skip_bad=true",
     ]
-    proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -14,8 +14,6 @@ import torch
 
 from matbackprop.train import load_checkpoint
 
-from .train_helpers import run_script, subprocess_env
-
 TOTAL = 30
 K = 10
 
@@ -23,7 +21,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
 @pytest.fixture(scope="module")
-def reference(toy_script, tmp_path_factory):
+def reference(toy_script, tmp_path_factory, run_script):
     """Final state of an uninterrupted run of TOTAL steps."""
     out = tmp_path_factory.mktemp("reference")
     proc = run_script(toy_script, str(out), "--steps", str(TOTAL))
@@ -34,10 +32,10 @@ def reference(toy_script, tmp_path_factory):
     }
 
 
-def _start(script: Path, out: Path, *args: str) -> subprocess.Popen:
+def _start(script: Path, out: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(script), str(out), "--steps", str(TOTAL), *args],
-        env=subprocess_env(),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -63,8 +61,10 @@ def _wait_for_checkpoint(run_dir: Path, step: int, proc: subprocess.Popen) -> in
     pytest.fail(f"no checkpoint at step >= {step} within 90 s")
 
 
-def test_sigkill_then_resume_is_bitwise_identical(toy_script, tmp_path, reference):
-    proc = _start(toy_script, tmp_path, "--sleep", "0.005")
+def test_sigkill_then_resume_is_bitwise_identical(
+    toy_script, tmp_path, reference, run_script, subprocess_env
+):
+    proc = _start(toy_script, tmp_path, subprocess_env, "--sleep", "0.005")
     _wait_for_checkpoint(tmp_path / "toy", K, proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
@@ -92,8 +92,8 @@ def test_sigkill_then_resume_is_bitwise_identical(toy_script, tmp_path, referenc
     assert not list((tmp_path / "toy").glob(".*.tmp"))
 
 
-def test_sigterm_exits_cleanly_with_checkpoint(toy_script, tmp_path):
-    proc = _start(toy_script, tmp_path, "--sleep", "0.005")
+def test_sigterm_exits_cleanly_with_checkpoint(toy_script, tmp_path, subprocess_env):
+    proc = _start(toy_script, tmp_path, subprocess_env, "--sleep", "0.005")
     _wait_for_checkpoint(tmp_path / "toy", K, proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)

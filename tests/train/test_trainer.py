@@ -24,8 +24,6 @@ from matbackprop.train import (
     seed_everything,
 )
 
-from .train_helpers import ToyDataset, toy_loss, toy_model
-
 
 def make_config(tmp_path, **kw) -> TrainConfig:
     base = dict(
@@ -45,7 +43,7 @@ def make_config(tmp_path, **kw) -> TrainConfig:
     )
 
 
-def fresh_model(cfg):
+def fresh_model(cfg, toy_model):
     seed_everything(cfg.seed)
     return toy_model()
 
@@ -66,10 +64,10 @@ def assert_same_params(a, b):
         assert torch.equal(x, y)
 
 
-def test_fit_writes_logs_checkpoint_and_config(tmp_path):
+def test_fit_writes_logs_checkpoint_and_config(tmp_path, toy_dataset, toy_model, toy_loss):
     cfg = make_config(tmp_path)
-    model = fresh_model(cfg)
-    summary = Trainer(cfg, model, ToyDataset(), toy_loss).fit()
+    model = fresh_model(cfg, toy_model)
+    summary = Trainer(cfg, model, toy_dataset(), toy_loss).fit()
     run_dir = tmp_path / "t"
     assert summary["step"] == 12 and summary["total_steps"] == 12
     assert not summary["interrupted"] and summary["checkpoint"] == str(run_dir / "last.pt")
@@ -89,15 +87,15 @@ def test_fit_writes_logs_checkpoint_and_config(tmp_path):
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", "last.pt", "metrics.jsonl"]
 
 
-def test_keep_checkpoints(tmp_path):
+def test_keep_checkpoints(tmp_path, toy_dataset, toy_model, toy_loss):
     cfg = make_config(tmp_path, steps=6, checkpoint_every=2, keep_checkpoints=True)
-    Trainer(cfg, fresh_model(cfg), ToyDataset(), toy_loss).fit()
+    Trainer(cfg, fresh_model(cfg, toy_model), toy_dataset(), toy_loss).fit()
     names = sorted(p.name for p in (tmp_path / "t").glob("*.pt"))
     assert names == ["last.pt", "step_00000002.pt", "step_00000004.pt", "step_00000006.pt"]
     assert load_checkpoint(tmp_path / "t" / "step_00000004.pt")["step"] == 4
 
 
-def _signal_at(step_to_signal, signum=signal.SIGTERM):
+def _signal_at(toy_loss, step_to_signal, signum=signal.SIGTERM):
     calls = {"n": 0}
 
     def loss_fn(model, batch):
@@ -110,15 +108,17 @@ def _signal_at(step_to_signal, signum=signal.SIGTERM):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_stops_at_boundary_and_resume_is_exact(tmp_path, capsys, signum):
+def test_signal_stops_at_boundary_and_resume_is_exact(
+    tmp_path, capsys, signum, toy_dataset, toy_model, toy_loss
+):
     cfg = make_config(tmp_path / "a", checkpoint_every=100)
-    reference = fresh_model(cfg)
-    Trainer(cfg, reference, ToyDataset(), toy_loss).fit()
+    reference = fresh_model(cfg, toy_model)
+    Trainer(cfg, reference, toy_dataset(), toy_loss).fit()
 
     cfg_b = make_config(tmp_path / "b", checkpoint_every=100)
-    model = fresh_model(cfg_b)
+    model = fresh_model(cfg_b, toy_model)
     previous = signal.getsignal(signum)
-    summary = Trainer(cfg_b, model, ToyDataset(), _signal_at(5, signum)).fit()
+    summary = Trainer(cfg_b, model, toy_dataset(), _signal_at(toy_loss, 5, signum)).fit()
     assert signal.getsignal(signum) is previous  # handlers restored
     assert summary["interrupted"] and summary["signal"] == signal.Signals(signum).name
     assert summary["step"] == 5
@@ -128,16 +128,16 @@ def test_signal_stops_at_boundary_and_resume_is_exact(tmp_path, capsys, signum):
     assert state["step"] == 5 and state["reason"] == "signal"
 
     resumed_model = toy_model()  # different init: everything must come from the checkpoint
-    summary = Trainer(cfg_b, resumed_model, ToyDataset(), toy_loss).fit(resume=True)
+    summary = Trainer(cfg_b, resumed_model, toy_dataset(), toy_loss).fit(resume=True)
     assert summary["resumed_from"] == 5 and summary["step"] == 12
     assert_same_params(params_of(resumed_model), params_of(reference))
     steps = [r["step"] for r in records(tmp_path / "b" / "t", "train")]
     assert steps == [3, 6, 9, 12]
 
 
-def test_resume_without_checkpoint(tmp_path, capsys):
+def test_resume_without_checkpoint(tmp_path, capsys, toy_dataset, toy_model, toy_loss):
     cfg = make_config(tmp_path, steps=2)
-    trainer = Trainer(cfg, fresh_model(cfg), ToyDataset(), toy_loss)
+    trainer = Trainer(cfg, fresh_model(cfg, toy_model), toy_dataset(), toy_loss)
     with pytest.raises(FileNotFoundError, match=r"no checkpoint to resume from: .*last.pt"):
         trainer.fit(resume=True)
     summary = trainer.fit(resume="auto")
@@ -150,11 +150,13 @@ def test_resume_without_checkpoint(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_bad_file_stops_with_error_after_checkpoint(tmp_path, workers):
+def test_bad_file_stops_with_error_after_checkpoint(
+    tmp_path, workers, toy_dataset, toy_model, toy_loss
+):
     cfg = make_config(tmp_path, steps=20, checkpoint_every=100, num_workers=workers)
-    data = ToyDataset(n=37, bad=(17,))
+    data = toy_dataset(n=37, bad=(17,))
     with pytest.raises(DataFileError, match="broken_17.png") as info:
-        Trainer(cfg, fresh_model(cfg), data, toy_loss).fit()
+        Trainer(cfg, fresh_model(cfg, toy_model), data, toy_loss).fit()
     assert str(info.value.path) == "/data/broken_17.png"
     assert "skip_bad=True" in "".join(info.value.__notes__)
     run_dir = tmp_path / "t"
@@ -163,13 +165,14 @@ def test_bad_file_stops_with_error_after_checkpoint(tmp_path, workers):
     stop = records(run_dir, "stop")
     assert len(stop) == 1 and "broken_17.png" in stop[0]["message"]
     # the file is "fixed": resuming continues from the checkpoint
-    summary = Trainer(cfg, toy_model(), ToyDataset(n=37), toy_loss).fit(resume=True)
+    summary = Trainer(cfg, toy_model(), toy_dataset(n=37), toy_loss).fit(resume=True)
     assert summary["resumed_from"] == state["step"] and summary["step"] == 20
 
 
-def test_skip_bad_logs_and_continues(tmp_path):
+def test_skip_bad_logs_and_continues(tmp_path, toy_dataset, toy_model, toy_loss):
     cfg = make_config(tmp_path, steps=20, skip_bad=True)
-    summary = Trainer(cfg, fresh_model(cfg), ToyDataset(n=37, bad=(17,)), toy_loss).fit()
+    data = toy_dataset(n=37, bad=(17,))
+    summary = Trainer(cfg, fresh_model(cfg, toy_model), data, toy_loss).fit()
     assert summary["step"] == 20 and summary["skipped"] >= 2  # 80 items = 2+ epochs of 37
     lines = (tmp_path / "t" / "skipped.txt").read_text().splitlines()
     assert len(lines) == summary["skipped"]
@@ -178,10 +181,12 @@ def test_skip_bad_logs_and_continues(tmp_path):
     assert len(skips) == len(lines) and skips[0]["path"] == "/data/broken_17.png"
 
 
-def test_eval_fn_is_called_logged_and_does_not_change_training(tmp_path):
+def test_eval_fn_is_called_logged_and_does_not_change_training(
+    tmp_path, toy_dataset, toy_model, toy_loss
+):
     cfg = make_config(tmp_path / "a", eval_every=5)
-    plain = fresh_model(cfg)
-    Trainer(make_config(tmp_path / "b"), plain, ToyDataset(), toy_loss).fit()
+    plain = fresh_model(cfg, toy_model)
+    Trainer(make_config(tmp_path / "b"), plain, toy_dataset(), toy_loss).fit()
     calls = []
 
     def eval_fn(model, step):
@@ -190,15 +195,15 @@ def test_eval_fn_is_called_logged_and_does_not_change_training(tmp_path):
         torch.rand(100)  # consumes RNG: must not leak into training
         return {"score": float(step)}
 
-    model = fresh_model(cfg)
-    summary = Trainer(cfg, model, ToyDataset(), toy_loss, eval_fn=eval_fn).fit()
+    model = fresh_model(cfg, toy_model)
+    summary = Trainer(cfg, model, toy_dataset(), toy_loss, eval_fn=eval_fn).fit()
     assert calls == [5, 10, 12]
     assert summary["last_eval"] == {"score": 12.0}
     assert [r["metrics"]["score"] for r in records(tmp_path / "a" / "t", "eval")] == [5, 10, 12]
     assert_same_params(params_of(model), params_of(plain))
 
 
-def _nan_at(step):
+def _nan_at(toy_loss, step):
     calls = {"n": 0}
 
     def loss_fn(model, batch):
@@ -209,53 +214,53 @@ def _nan_at(step):
     return loss_fn
 
 
-def test_nonfinite_gradient_raise_and_skip(tmp_path):
+def test_nonfinite_gradient_raise_and_skip(tmp_path, toy_dataset, toy_model, toy_loss):
     cfg = make_config(tmp_path / "a", steps=6)
-    model = fresh_model(cfg)
+    model = fresh_model(cfg, toy_model)
     with pytest.raises(FloatingPointError, match="non-finite gradient norm .* step 3"):
-        Trainer(cfg, model, ToyDataset(), _nan_at(3)).fit()
+        Trainer(cfg, model, toy_dataset(), _nan_at(toy_loss, 3)).fit()
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert load_checkpoint(tmp_path / "a" / "t" / "last.pt")["step"] == 2
 
     cfg = make_config(tmp_path / "b", steps=6, on_nonfinite="skip")
-    model = fresh_model(cfg)
-    summary = Trainer(cfg, model, ToyDataset(), _nan_at(3)).fit()
+    model = fresh_model(cfg, toy_model)
+    summary = Trainer(cfg, model, toy_dataset(), _nan_at(toy_loss, 3)).fit()
     assert summary["step"] == 6
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert [r["step"] for r in records(tmp_path / "b" / "t", "nonfinite")] == [3]
 
 
-def test_bad_loss_fn_results(tmp_path):
+def test_bad_loss_fn_results(tmp_path, toy_dataset, toy_model):
     cfg = make_config(tmp_path, steps=1)
     with pytest.raises(ValueError, match="scalar"):
-        Trainer(cfg, fresh_model(cfg), ToyDataset(), lambda m, b: m(b[0])).fit()
+        Trainer(cfg, fresh_model(cfg, toy_model), toy_dataset(), lambda m, b: m(b[0])).fit()
     with pytest.raises(ValueError, match="metric `x` must be a number"):
-        Trainer(
-            cfg, fresh_model(cfg), ToyDataset(), lambda m, b: (m(b[0]).sum(), {"x": "high"})
-        ).fit()
+        bad_metric = lambda m, b: (m(b[0]).sum(), {"x": "high"})
+        Trainer(cfg, fresh_model(cfg, toy_model), toy_dataset(), bad_metric).fit()
     with pytest.raises(ValueError, match="does not require grad"):
-        Trainer(cfg, fresh_model(cfg), ToyDataset(), lambda m, b: torch.tensor(1.0)).fit()
+        constant = lambda m, b: torch.tensor(1.0)
+        Trainer(cfg, fresh_model(cfg, toy_model), toy_dataset(), constant).fit()
 
 
-def test_constructor_validation(tmp_path):
+def test_constructor_validation(tmp_path, toy_dataset, toy_model, toy_loss):
     cfg = make_config(tmp_path)
     model = toy_model()
     with pytest.raises(ValueError, match="`config` must be a TrainConfig"):
-        Trainer({"steps": 3}, model, ToyDataset(), toy_loss)
+        Trainer({"steps": 3}, model, toy_dataset(), toy_loss)
     with pytest.raises(ValueError, match="`model` must be a torch.nn.Module"):
-        Trainer(cfg, lambda x: x, ToyDataset(), toy_loss)
+        Trainer(cfg, lambda x: x, toy_dataset(), toy_loss)
     with pytest.raises(ValueError, match="map-style dataset"):
         Trainer(cfg, model, iter([1, 2]), toy_loss)
     with pytest.raises(ValueError, match="`loss_fn` must be callable"):
-        Trainer(cfg, model, ToyDataset(), None)
+        Trainer(cfg, model, toy_dataset(), None)
     with pytest.raises(ValueError, match="extra_state"):
-        Trainer(cfg, model, ToyDataset(), toy_loss, extra_state=object())
+        Trainer(cfg, model, toy_dataset(), toy_loss, extra_state=object())
     no_length = make_config(tmp_path, steps=None)
     with pytest.raises(ValueError, match="exactly one of `steps` and `epochs`"):
-        Trainer(no_length, model, ToyDataset(), toy_loss).fit()
+        Trainer(no_length, model, toy_dataset(), toy_loss).fit()
 
 
-def test_deterministic_flag_is_scoped(tmp_path):
+def test_deterministic_flag_is_scoped(tmp_path, toy_dataset, toy_model, toy_loss):
     cfg = make_config(tmp_path, steps=2, deterministic=True)
     seen = []
 
@@ -264,12 +269,12 @@ def test_deterministic_flag_is_scoped(tmp_path):
         return toy_loss(model, batch)
 
     before = torch.are_deterministic_algorithms_enabled()
-    Trainer(cfg, fresh_model(cfg), ToyDataset(), loss_fn).fit()
+    Trainer(cfg, fresh_model(cfg, toy_model), toy_dataset(), loss_fn).fit()
     assert seen == [True, True]
     assert torch.are_deterministic_algorithms_enabled() == before
 
 
-def test_extra_state_and_param_groups(tmp_path):
+def test_extra_state_and_param_groups(tmp_path, toy_dataset, toy_model, toy_loss):
     class Counter:
         def __init__(self):
             self.n = 0
@@ -288,12 +293,12 @@ def test_extra_state_and_param_groups(tmp_path):
         return toy_loss(model, batch)
 
     cfg = make_config(tmp_path, steps=3, schedule={"name": "constant"})
-    model = fresh_model(cfg)
+    model = fresh_model(cfg, toy_model)
     groups = [
         {"params": list(model[0].parameters()), "lr_scale": 0.1},
         {"params": list(model[3].parameters())},
     ]
-    Trainer(cfg, model, ToyDataset(), loss_fn, extra_state=counter, param_groups=groups).fit()
+    Trainer(cfg, model, toy_dataset(), loss_fn, extra_state=counter, param_groups=groups).fit()
     state = load_checkpoint(tmp_path / "t" / "last.pt")
     assert state["extra"] == {"n": 3}
     lrs = [g["lr"] for g in state["optimizer"]["param_groups"]]
@@ -302,7 +307,7 @@ def test_extra_state_and_param_groups(tmp_path):
     Trainer(
         apply_overrides(cfg, ["steps=4"]),
         model,
-        ToyDataset(),
+        toy_dataset(),
         loss_fn,
         extra_state=fresh,
         param_groups=groups,
@@ -319,7 +324,7 @@ def test_lr_schedule():
     assert LRSchedule(ScheduleConfig(), 5)(3) == 1.0
 
 
-def test_optimizer_weight_decay_groups():
+def test_optimizer_weight_decay_groups(toy_model):
     model = toy_model()
     cfg = TrainConfig(optim={"name": "adamw", "weight_decay": 0.1})
     opt = build_optimizer(model, cfg.optim)
