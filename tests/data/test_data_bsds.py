@@ -112,10 +112,9 @@ def test_root_from_environment(tree, monkeypatch):
     assert BSDS500(split="val").root == root
 
 
-def test_unresolved_root_says_how_to_set_it(monkeypatch):
-    import matbackprop.data._bsds as bsds_module
-
-    monkeypatch.setattr(bsds_module, "default_bsds_root", lambda: None)
+def test_unresolved_root_says_how_to_set_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("MATBACKPROP_BSDS_ROOT", raising=False)
+    monkeypatch.setenv("MATBACKPROP_SHARED", str(tmp_path / "nothing-here"))
     with pytest.raises(DataFileError, match="MATBACKPROP_BSDS_ROOT"):
         BSDS500(split="val")
 

@@ -15,7 +15,7 @@ from matbackprop.errors import DataFileError
 
 from ._images import read_rgb_image
 from ._indexing import check_index
-from ._paths import BSDS_ENV, SHARED_ENV, default_bsds_root
+from ._paths import BSDS_ENV, resolve_root
 from ._transforms import keep_aspect_size, resize_image, resize_labels
 
 __all__ = [
@@ -255,20 +255,6 @@ def label_boundaries(labels: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _resolve_root(root: str | Path | None) -> Path:
-    if root is not None:
-        return Path(root)
-    found = default_bsds_root()
-    if found is None:
-        raise DataFileError(
-            "BSDS500",
-            "data set root not found: pass root=<folder holding data/images and "
-            f"data/groundTruth>, or set ${BSDS_ENV} (or ${SHARED_ENV} to the folder holding "
-            "data/BSDS500), or place it in ../shared/data/BSDS500 beside the repository",
-        )
-    return found
-
-
 class BSDS500(Dataset):
     """BSDS500 images with all human segmentations, in the official folder layout.
 
@@ -334,7 +320,7 @@ class BSDS500(Dataset):
             raise ValueError(f"`max_size` must be a positive int or None, got {max_size!r}")
         if transform is not None and not callable(transform):
             raise ValueError(f"`transform` must be callable or None, got {type(transform)}")
-        self.root = _resolve_root(root)
+        self.root = resolve_root(root, "BSDS500", BSDS_ENV, "data/images and data/groundTruth")
         self.split = split
         self.transform = transform
         self.max_size = max_size

@@ -17,7 +17,7 @@ from matbackprop.errors import DataFileError
 
 from ._images import read_rgb_image
 from ._indexing import check_index
-from ._paths import COCO_ENV, SHARED_ENV, default_coco_root
+from ._paths import COCO_ENV, resolve_root
 from ._transforms import keep_aspect_size, resize_image
 
 __all__ = ["COCORegions", "COCOSample", "decode_coco_segmentation", "resize_masks"]
@@ -153,20 +153,6 @@ def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return hard
 
 
-def _resolve_root(root: str | Path | None) -> Path:
-    if root is not None:
-        return Path(root)
-    found = default_coco_root()
-    if found is None:
-        raise DataFileError(
-            "coco-mini",
-            "data set root not found: pass root=<folder holding annotations/ and the image "
-            f"folders>, or set ${COCO_ENV} (or ${SHARED_ENV} to the folder holding "
-            "data/coco-mini), or place it in ../shared/data/coco-mini beside the repository",
-        )
-    return found
-
-
 @dataclass(frozen=True)
 class _ImageRecord:
     image_id: int
@@ -257,7 +243,7 @@ class COCORegions(Dataset):
             raise ValueError(f"`max_size` must be a positive int or None, got {max_size!r}")
         if transform is not None and not callable(transform):
             raise ValueError(f"`transform` must be callable or None, got {type(transform)}")
-        self.root = _resolve_root(root)
+        self.root = resolve_root(root, "coco-mini", COCO_ENV, "annotations/ and the image folders")
         self.split = split
         self.min_area = float(min_area)
         self.transform = transform

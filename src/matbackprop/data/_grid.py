@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from ._superpixels import grid_superpixels, lift_to_pixels, majority_labels, pool_to_superpixels
+from ._superpixels import (
+    check_label_map,
+    grid_superpixels,
+    lift_to_pixels,
+    majority_labels,
+    pool_to_superpixels,
+)
 
 __all__ = ["grid_majority_labels", "lift_grid_labels", "pool_to_grid"]
 
@@ -137,13 +143,7 @@ def grid_majority_labels(
     ValueError
         On bad shapes or a grid finer than the label map.
     """
-    if not isinstance(label_map, torch.Tensor) or label_map.ndim != 2:
-        shape = (
-            tuple(label_map.shape)
-            if isinstance(label_map, torch.Tensor)
-            else type(label_map).__name__
-        )
-        raise ValueError(f"`label_map` must have shape (H, W), got {shape}")
+    check_label_map(label_map)
     gh, gw = _grid_pair(grid_size)
     cells = grid_superpixels(tuple(label_map.shape), (gh, gw), device=label_map.device)
     return majority_labels(label_map, cells, ignore_index=ignore_index)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from matbackprop.errors import DataFileError
+
 SHARED_ENV = "MATBACKPROP_SHARED"
 BSDS_ENV = "MATBACKPROP_BSDS_ROOT"
 COCO_ENV = "MATBACKPROP_COCO_ROOT"
@@ -51,3 +53,20 @@ def default_bsds_root() -> Path | None:
 def default_coco_root() -> Path | None:
     """``$MATBACKPROP_COCO_ROOT``, else ``<shared>/data/coco-mini`` if it exists, else ``None``."""
     return _dataset_root(COCO_ENV, "coco-mini")
+
+
+def resolve_root(root: str | Path | None, name: str, env: str, layout: str) -> Path:
+    """``root``, else the default root of data set ``name`` (``$<env>``, else
+    ``<shared>/data/<name>``); raises ``DataFileError`` saying where to put it (``layout``: what
+    the root folder holds) when there is none."""
+    if root is not None:
+        return Path(root)
+    found = _dataset_root(env, name)
+    if found is None:
+        raise DataFileError(
+            name,
+            f"data set root not found: pass root=<folder holding {layout}>, or set ${env} (or "
+            f"${SHARED_ENV} to the folder holding data/{name}), or place it in "
+            f"../shared/data/{name} beside the repository",
+        )
+    return found

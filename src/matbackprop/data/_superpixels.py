@@ -42,6 +42,19 @@ def _check_superpixels(superpixels: object, name: str = "superpixels") -> torch.
     return superpixels.long()
 
 
+def check_label_map(label_map: object) -> None:
+    """Raise ``ValueError`` unless ``label_map`` is an integer tensor ``(H, W)``."""
+    if not isinstance(label_map, torch.Tensor) or label_map.ndim != 2:
+        shape = (
+            tuple(label_map.shape)
+            if isinstance(label_map, torch.Tensor)
+            else type(label_map).__name__
+        )
+        raise ValueError(f"`label_map` must have shape (H, W), got {shape}")
+    if label_map.dtype.is_floating_point or label_map.dtype.is_complex:
+        raise ValueError(f"`label_map` must have an integer dtype, got {label_map.dtype}")
+
+
 def _unique_inverse(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``torch.unique(values, return_inverse=True)`` for int64 tensors, in O(N) when the values
     are non-negative and bounded (label maps): a presence table and its cumulative sum replace
@@ -394,15 +407,7 @@ def majority_labels(
     ValueError
         On shape or dtype mismatch, or an empty superpixel when ``ignore_index`` is ``None``.
     """
-    if not isinstance(label_map, torch.Tensor) or label_map.ndim != 2:
-        shape = (
-            tuple(label_map.shape)
-            if isinstance(label_map, torch.Tensor)
-            else type(label_map).__name__
-        )
-        raise ValueError(f"`label_map` must have shape (H, W), got {shape}")
-    if label_map.dtype.is_floating_point or label_map.dtype.is_complex:
-        raise ValueError(f"`label_map` must have an integer dtype, got {label_map.dtype}")
+    check_label_map(label_map)
     sp = _check_superpixels(superpixels).to(label_map.device)
     if sp.shape != label_map.shape:
         raise ValueError(

@@ -193,7 +193,9 @@ def segmentation_covering(seg: Any, gts: Sequence[Any]) -> float:
     Parameters
     ----------
     seg : array_like of int, shape (H, W)
+        The segmentation ``S`` whose regions cover the human ones.
     gts : sequence of array_like of int, each (H, W)
+        The human segmentations ``G_k``, each region weighted by its area.
 
     Returns
     -------
@@ -223,7 +225,9 @@ def probabilistic_rand_index(seg: Any, gts: Sequence[Any]) -> float:
     Parameters
     ----------
     seg : array_like of int, shape (H, W)
+        The segmentation ``S``: which pixel pairs it joins.
     gts : sequence of array_like of int, each (H, W)
+        The human segmentations ``G_k``, whose pair labels ``S`` should agree with.
 
     Returns
     -------
@@ -238,10 +242,15 @@ def probabilistic_rand_index(seg: Any, gts: Sequence[Any]) -> float:
     ----------
     Arbelaez et al., TPAMI 2011, Sec. 3.2, "Probabilistic Rand Index"; Unnikrishnan et al. 2007.
     """
+    return _mean_pair_measure(seg, gts, 0)
+
+
+def _mean_pair_measure(seg: Any, gts: Sequence[Any], which: int) -> float:
+    """Mean over the human maps of the RI (``which=0``) or the VoI (``which=1``) of ``seg``."""
     s = as_label_map(seg, "seg")
     g = as_label_maps(gts, "gts", s.shape)
     s_rel = _relabel(s)
-    return float(np.mean([_pair_measures(s_rel, _relabel(x))[0] for x in g]))
+    return float(np.mean([_pair_measures(s_rel, _relabel(x))[which] for x in g]))
 
 
 def variation_of_information(seg: Any, gts: Sequence[Any]) -> float:
@@ -254,7 +263,9 @@ def variation_of_information(seg: Any, gts: Sequence[Any]) -> float:
     Parameters
     ----------
     seg : array_like of int, shape (H, W)
+        The segmentation ``S``, a distribution over its labels.
     gts : sequence of array_like of int, each (H, W)
+        The human segmentations ``G_k``, compared with ``S`` in bits.
 
     Returns
     -------
@@ -269,10 +280,7 @@ def variation_of_information(seg: Any, gts: Sequence[Any]) -> float:
     ----------
     Arbelaez et al., TPAMI 2011, Sec. 3.2, "Variation of Information"; Meila 2005.
     """
-    s = as_label_map(seg, "seg")
-    g = as_label_maps(gts, "gts", s.shape)
-    s_rel = _relabel(s)
-    return float(np.mean([_pair_measures(s_rel, _relabel(x))[1] for x in g]))
+    return _mean_pair_measure(seg, gts, 1)
 
 
 # --------------------------------------------------------------------------------------------

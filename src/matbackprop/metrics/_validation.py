@@ -20,6 +20,18 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def _as_2d(x: Any, name: str, shape: tuple[int, ...] | None) -> np.ndarray:
+    """``x`` as a non-empty 2-D array (of ``shape`` when given)."""
+    arr = to_numpy(x)
+    if arr.ndim != 2:
+        raise ValueError(f"`{name}` must have shape (H, W), got {tuple(arr.shape)}")
+    if arr.size == 0:
+        raise ValueError(f"`{name}` must not be empty, got shape {tuple(arr.shape)}")
+    if shape is not None and arr.shape != tuple(shape):
+        raise ValueError(f"`{name}` must have shape {tuple(shape)}, got {tuple(arr.shape)}")
+    return arr
+
+
 def as_label_map(x: Any, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Validate a 2-D integer label map and return it as ``int64``.
 
@@ -32,13 +44,7 @@ def as_label_map(x: Any, name: str, shape: tuple[int, ...] | None = None) -> np.
         If ``x`` is not 2-D, is empty, does not have ``shape`` (when given), or holds
         non-integer values.
     """
-    arr = to_numpy(x)
-    if arr.ndim != 2:
-        raise ValueError(f"`{name}` must have shape (H, W), got {tuple(arr.shape)}")
-    if arr.size == 0:
-        raise ValueError(f"`{name}` must not be empty, got shape {tuple(arr.shape)}")
-    if shape is not None and arr.shape != tuple(shape):
-        raise ValueError(f"`{name}` must have shape {tuple(shape)}, got {tuple(arr.shape)}")
+    arr = _as_2d(x, name, shape)
     if arr.dtype == bool or np.issubdtype(arr.dtype, np.integer):
         return arr.astype(np.int64, copy=False)
     if np.issubdtype(arr.dtype, np.floating):
@@ -85,13 +91,7 @@ def as_boundary_map(x: Any, name: str, shape: tuple[int, ...] | None = None) -> 
 
     Boolean and integer maps must be 0/1; floating maps must be finite and within [0, 1].
     """
-    arr = to_numpy(x)
-    if arr.ndim != 2:
-        raise ValueError(f"`{name}` must have shape (H, W), got {tuple(arr.shape)}")
-    if arr.size == 0:
-        raise ValueError(f"`{name}` must not be empty, got shape {tuple(arr.shape)}")
-    if shape is not None and arr.shape != tuple(shape):
-        raise ValueError(f"`{name}` must have shape {tuple(shape)}, got {tuple(arr.shape)}")
+    arr = _as_2d(x, name, shape)
     if arr.dtype == bool:
         return arr.astype(np.float64)
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):

@@ -1,8 +1,9 @@
 """What the segmentation tasks (``demo`` on texture mosaics, ``ncuts`` on BSDS500) share.
 
-- :func:`ncuts_training_loss`: the loss function handed to the trainer;
+- :func:`fit_deep_ncuts` with :func:`ncuts_training_loss`: DeepNCuts on the shared trainer;
 - :func:`evaluate_segmenters`: hierarchies of every method scored with the BSDS metrics;
-- :func:`tune_classic`: the classic baseline's bandwidths, grid-searched on training images;
+- :func:`tune_classic`: the classic baseline's bandwidths, grid-searched on training images
+  (:func:`tune_and_save_classic` / :func:`read_classic`: into and from the run folder);
 - :func:`ods_level`, :func:`level_like_ground_truth`: which hierarchy level a picture shows;
 - :func:`quiet_eigengaps`: eigengap warnings silenced inside a block only.
 """
@@ -10,21 +11,24 @@
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from matbackprop.data import resize_labels
+from matbackprop.data import collate_columns, resize_labels
 from matbackprop.metrics import aggregate_boundary, aggregate_region, evaluate_hierarchy
 from matbackprop.models import ClassicNCuts
 from matbackprop.nn import EigengapWarning
+from matbackprop.train import TrainConfig, Trainer
 
 Segmenter = Callable[[Tensor, Tensor], list[Tensor]]  # (image, node index) -> hierarchy
 
@@ -56,6 +60,22 @@ def ncuts_training_loss(model: torch.nn.Module, batch: Any) -> tuple[Tensor, dic
             ]
         ).mean()
     return loss, {}
+
+
+def fit_deep_ncuts(
+    train_config: TrainConfig, model: torch.nn.Module, items: Any, run_config: Any, resume: bool
+) -> dict[str, Any]:
+    """Train ``model`` (a :class:`~matbackprop.models.DeepNCuts`) on ``items`` (a
+    :class:`~matbackprop.data.NodeLabelItems`) with the shared trainer; its summary."""
+    trainer = Trainer(
+        train_config,
+        model,
+        items,
+        ncuts_training_loss,
+        collate_fn=collate_columns,
+        run_config=run_config,
+    )
+    return trainer.fit(resume=resume)
 
 
 def pad_hierarchy(levels: list[Tensor], n_levels: int) -> list[Tensor]:
@@ -194,6 +214,50 @@ def tune_classic(
         )
     best = max(scores, key=lambda s: s["covering_ods"])
     return ClassicNCuts(sigma_rgb=best["sigma_rgb"], sigma_xy=best["sigma_xy"]), scores
+
+
+CLASSIC_FILE = "classic_ncuts.json"
+
+
+def tune_and_save_classic(
+    samples: Sequence[Any],
+    nodes: Any,
+    k_max: int,
+    sigma_rgb: Sequence[float],
+    sigma_xy: Sequence[float],
+    run_dir: Path,
+) -> dict[str, Any]:
+    """:func:`tune_classic` on ``samples`` (with ``.image`` and ``.segmentations`` or
+    ``.labels``) cut into ``nodes`` (a :class:`~matbackprop.data.NodeSpec`); the bandwidths and
+    the tuning scores are written to ``<run_dir>/classic_ncuts.json`` and returned."""
+    classic, scores = tune_classic(
+        [s.image for s in samples],
+        [nodes.node_index(s.image) for s in samples],
+        [getattr(s, "segmentations", None) or [s.labels] for s in samples],
+        k_max,
+        sigma_rgb=sigma_rgb,
+        sigma_xy=sigma_xy,
+    )
+    params = {
+        "sigma_rgb": classic.sigma_rgb,
+        "sigma_xy": classic.sigma_xy,
+        "tuning": scores,
+        "tune_images": len(samples),
+    }
+    (run_dir / CLASSIC_FILE).write_text(json.dumps(params, indent=2))
+    return params
+
+
+def read_classic(run_dir: Path, task: str) -> tuple[ClassicNCuts, dict[str, Any]]:
+    """The classic baseline tuned by ``matbackprop train <task>`` in ``run_dir``."""
+    path = run_dir / CLASSIC_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: run `matbackprop train {task}` first (it tunes the "
+            "classic baseline on training images)"
+        )
+    params = json.loads(path.read_text())
+    return ClassicNCuts(params["sigma_rgb"], params["sigma_xy"]), params
 
 
 def ods_level(entry: dict) -> int:

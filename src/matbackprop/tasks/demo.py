@@ -18,7 +18,6 @@ and ``segmentations.png``. The preset ``quick`` shrinks everything for smoke tes
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 import torch
 
-from matbackprop.data import NodeLabelItems, NodeSpec, TextureMosaics, collate_columns
+from matbackprop.data import NodeLabelItems, NodeSpec, TextureMosaics
 from matbackprop.models import ClassicNCuts, DeepNCuts, EfficientNetLite0Backbone, VGGTrunk
 from matbackprop.train import (
     OptimConfig,
@@ -35,23 +34,21 @@ from matbackprop.train import (
     RunRecord,
     ScheduleConfig,
     TrainConfig,
-    Trainer,
-    config_to_dict,
-    environment,
     load_model_weights,
     recording,
-    resolve_device,
     seed_everything,
     validate_fields,
 )
 
 from ._figures import save_segmentation_figure
+from ._runs import save_evaluation_record, save_training_record
 from ._segmentation import (
     evaluate_segmenters,
+    fit_deep_ncuts,
     level_like_ground_truth,
-    ncuts_training_loss,
     quiet_eigengaps,
-    tune_classic,
+    read_classic,
+    tune_and_save_classic,
 )
 
 DESCRIPTION = "DeepNCuts vs baselines on texture mosaics generated on the fly"
@@ -71,7 +68,6 @@ PRESETS: dict[str, tuple[str, ...]] = {
     ),
 }
 TRAINED = "deep_ncuts"
-CLASSIC_FILE = "classic_ncuts.json"
 
 _POSITIVE = Range(ge=1)
 _START = time.perf_counter()
@@ -198,48 +194,21 @@ def train(config: Config, *, resume: bool = False) -> RunRecord:
         items = train_data(config)
         _log(f"{config.n_train} training and {config.n_test} test mosaics of {config.size}px")
         model = build_model(config, TRAINED)
-        trainer = Trainer(
-            config.trainer_config,
-            model,
-            items,
-            ncuts_training_loss,
-            collate_fn=collate_columns,
-            run_config=config,
-        )
-        summary = trainer.fit(resume=resume)
+        summary = fit_deep_ncuts(config.trainer_config, model, items, config, resume)
         loss = summary["last_loss"]
         _log(f"trained DeepNCuts for {summary['step']} steps (last loss {loss:.3f})")
 
         tune = [items.samples[i] for i in range(config.n_tune)]
-        classic, tuning = tune_classic(
-            [s.image for s in tune],
-            [_slic(config).node_index(s.image) for s in tune],
-            [[s.labels] for s in tune],
-            config.k_max,
-            sigma_rgb=config.classic_sigma_rgb,
-            sigma_xy=config.classic_sigma_xy,
-        )
+        grid = (config.classic_sigma_rgb, config.classic_sigma_xy)
+        params = tune_and_save_classic(tune, _slic(config), config.k_max, *grid, run_dir)
         _log(
             f"classic NCuts tuned on {len(tune)} training mosaics: "
-            f"sigma_rgb={classic.sigma_rgb}, sigma_xy={classic.sigma_xy}"
+            f"sigma_rgb={params['sigma_rgb']}, sigma_xy={params['sigma_xy']}"
         )
-        params = {
-            "sigma_rgb": classic.sigma_rgb,
-            "sigma_xy": classic.sigma_xy,
-            "tuning": tuning,
-            "tune_images": len(tune),
-        }
-        (run_dir / CLASSIC_FILE).write_text(json.dumps(params, indent=2))
-        previous = run_dir / "run.json"
-        record = RunRecord.load(previous) if resume and previous.is_file() else RunRecord("demo")
-        record.methods = {TRAINED: summary}
-        record.details = {"classic_params": params}
-        record.config = config_to_dict(config)
-        record.environment = environment(resolve_device(config.train.device))
-        record.run_dir = str(run_dir)
-        record.add_command(command)
-        record.save(previous)
-    return record
+        details = {"classic_params": params}
+        return save_training_record(
+            "demo", config, command, {TRAINED: summary}, resume=resume, details=details
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,8 +231,7 @@ def evaluate(
     out_dir = Path(out_dir or config.train.run_dir)
     with recording("eval", split="test") as command, quiet_eigengaps():
         samples = eval_data(config, split)
-        params = json.loads((run_dir / CLASSIC_FILE).read_text())
-        classic = ClassicNCuts(params["sigma_rgb"], params["sigma_xy"])
+        classic, params = read_classic(run_dir, "demo")
         model = build_model(config, TRAINED)
         load_model_weights(model, checkpoint)
         model = model.eval()
@@ -292,35 +260,31 @@ def evaluate(
                 for m in ("classic_ncuts", "deep_ncuts")
             },
         )
-        trained = run_dir / "run.json"
-        training = RunRecord.load(trained) if trained.is_file() else None
         seed = config.train.seed
-        record = RunRecord(
-            task="demo",
+        data = {
+            "dataset": "TextureMosaics",
+            "train": config.n_train,
+            "test": len(samples),
+            "size": config.size,
+            "train_seed": 3 * seed,
+            "test_seed": 3 * seed + 2,
+        }
+        return save_evaluation_record(
+            "demo",
+            config,
+            command,
+            run_dir=run_dir,
+            out_dir=out_dir,
             split="test",
             methods=metrics,
-            training=training.methods if training else {},
-            commands=list(training.commands) if training else [],
-            environment=environment("cpu"),
-            config=config_to_dict(config),
-            figures=[str(figure)],
+            figures=[figure],
             details={
                 "settings": _settings(config),
-                "data": {
-                    "dataset": "TextureMosaics",
-                    "train": config.n_train,
-                    "test": len(samples),
-                    "size": config.size,
-                    "train_seed": 3 * seed,
-                    "test_seed": 3 * seed + 2,
-                },
+                "data": data,
                 "classic_params": {k: params[k] for k in ("sigma_rgb", "sigma_xy")},
             },
-            run_dir=str(run_dir),
+            device="cpu",
         )
-        record.add_command(command)
-        record.save(out_dir / "metrics.json")
-    return record
 
 
 def _settings(config: Config) -> dict[str, Any]:

@@ -23,7 +23,6 @@ Run folder ``<train.out_dir>/<train.name>/``: ``last.pt`` (DeepNCuts), ``metrics
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,6 @@ from matbackprop.data import (
     BSDS500,
     NodeLabelItems,
     NodeSpec,
-    collate_columns,
     default_bsds_root,
 )
 from matbackprop.errors import ConfigError
@@ -46,9 +44,6 @@ from matbackprop.train import (
     RunRecord,
     ScheduleConfig,
     TrainConfig,
-    Trainer,
-    config_to_dict,
-    environment,
     is_main_process,
     load_model_weights,
     recording,
@@ -58,18 +53,20 @@ from matbackprop.train import (
 )
 
 from ._figures import save_segmentation_figure
+from ._runs import save_evaluation_record, save_training_record
 from ._segmentation import (
+    CLASSIC_FILE,
     evaluate_segmenters,
-    ncuts_training_loss,
+    fit_deep_ncuts,
     ods_level,
     quiet_eigengaps,
-    tune_classic,
+    read_classic,
+    tune_and_save_classic,
 )
 
 DESCRIPTION = "DeepNCuts on BSDS500 vs classic and frozen-feature normalized cuts"
 METHODS = ("classic_ncuts", "frozen_feature_ncuts", "deep_ncuts")
 PRESETS: dict[str, tuple[str, ...]] = {}
-CLASSIC_FILE = "classic_ncuts.json"
 
 _POSITIVE = Range(ge=1)
 
@@ -210,56 +207,25 @@ def train(config: Config, *, resume: bool = False) -> RunRecord:
         items = train_data(config)
         classic = _tuned_classic(config, items.samples, run_dir, resume)
         model = build_model(config, "deep_ncuts")
-        trainer = Trainer(
-            config.train,
-            model,
-            items,
-            ncuts_training_loss,
-            collate_fn=collate_columns,
-            run_config=config,
+        summary = fit_deep_ncuts(config.train, model, items, config, resume)
+        return save_training_record(
+            "ncuts",
+            config,
+            command,
+            {"deep_ncuts": summary},
+            resume=resume,
+            details={"classic_params": classic},
         )
-        summary = trainer.fit(resume=resume)
-        record = _previous_record(run_dir, resume) or RunRecord(task="ncuts")
-        record.methods = {"deep_ncuts": summary}
-        record.details = {"classic_params": classic}
-        record.config = config_to_dict(config)
-        record.environment = environment(resolve_device(config.train.device))
-        record.run_dir = str(run_dir)
-        record.add_command(command)
-        if is_main_process():
-            record.save(run_dir / "run.json")
-    return record
 
 
 def _tuned_classic(config: Config, samples: Any, run_dir: Path, resume: bool) -> dict:
     """The classic bandwidths: grid-searched by covering ODS on the first training images, or
     read back on resume (under DDP only rank 0 tunes; training does not need them)."""
-    path = run_dir / CLASSIC_FILE
-    if (resume and path.is_file()) or not is_main_process():
-        return json.loads(path.read_text()) if path.is_file() else {}
+    if (resume and (run_dir / CLASSIC_FILE).is_file()) or not is_main_process():
+        return read_classic(run_dir, "ncuts")[1] if (run_dir / CLASSIC_FILE).is_file() else {}
     tune = [samples[i] for i in range(min(config.tune_images, len(samples)))]
-    classic, scores = tune_classic(
-        [s.image for s in tune],
-        [config.nodes.node_index(s.image) for s in tune],
-        [s.segmentations for s in tune],
-        config.k_max,
-        sigma_rgb=config.classic_sigma_rgb,
-        sigma_xy=config.classic_sigma_xy,
-    )
-    params = {
-        "sigma_rgb": classic.sigma_rgb,
-        "sigma_xy": classic.sigma_xy,
-        "tuning": scores,
-        "tune_images": len(tune),
-    }
-    path.write_text(json.dumps(params, indent=2))
-    return params
-
-
-def _previous_record(run_dir: Path, resume: bool) -> RunRecord | None:
-    """The training record of the run being resumed (its commands are kept)."""
-    path = run_dir / "run.json"
-    return RunRecord.load(path) if resume and path.is_file() else None
+    grid = (config.classic_sigma_rgb, config.classic_sigma_xy)
+    return tune_and_save_classic(tune, config.nodes, config.k_max, *grid, run_dir)
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,14 +250,7 @@ def evaluate(
     run_dir, split = checkpoint.parent, split or config.eval_split
     out_dir = Path(out_dir or config.train.run_dir)
     with recording("eval", split=split) as command, quiet_eigengaps():
-        classic_file = run_dir / CLASSIC_FILE
-        if not classic_file.is_file():
-            raise FileNotFoundError(
-                f"{classic_file} not found: run `matbackprop train ncuts` first (it tunes the "
-                "classic baseline on training images)"
-            )
-        classic_params = json.loads(classic_file.read_text())
-        classic = ClassicNCuts(classic_params["sigma_rgb"], classic_params["sigma_xy"])
+        classic, classic_params = read_classic(run_dir, "ncuts")
         device = resolve_device(config.train.device)
         model = build_model(config, "deep_ncuts", pretrained=False)
         load_model_weights(model, checkpoint)
@@ -332,25 +291,17 @@ def evaluate(
             {m: [hierarchies[m][i][ods_level(metrics[m])] for i in range(shown)] for m in METHODS},
             scale=1,
         )
-        trained = _training_record(run_dir)
-        record = RunRecord(
-            task="ncuts",
+        record = save_evaluation_record(
+            "ncuts",
+            config,
+            command,
+            run_dir=run_dir,
+            out_dir=out_dir,
             split=split,
             methods=metrics,
-            training=trained.methods if trained else {},
-            commands=list(trained.commands) if trained else [],
-            environment=environment(device),
-            config=config_to_dict(config),
-            figures=[str(figure)],
+            figures=[figure],
             details={"images": len(data.images), "classic_params": classic_params},
-            run_dir=str(run_dir),
+            device=device,
         )
-        record.add_command(command)
-        record.save(out_dir / "metrics.json")
     print(record.table(), file=sys.stderr)
     return record
-
-
-def _training_record(run_dir: Path) -> RunRecord | None:
-    path = run_dir / "run.json"
-    return RunRecord.load(path) if path.is_file() else None

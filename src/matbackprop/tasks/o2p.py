@@ -50,8 +50,6 @@ from matbackprop.train import (
     TrainConfig,
     Trainer,
     config_from_dict,
-    config_to_dict,
-    environment,
     load_checkpoint,
     recording,
     resolve_device,
@@ -61,6 +59,7 @@ from matbackprop.train import (
 
 from ._figures import readable_region_items, save_region_figure
 from ._regions import class_weights, collate_for, cross_entropy_loss, predict, scores
+from ._runs import save_evaluation_record, save_training_record
 
 DESCRIPTION = "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P heads"
 METHODS = ("avg", "o2p", "deepo2p")
@@ -343,15 +342,7 @@ def train(config: Config, *, resume: bool = False) -> RunRecord:
             if summaries[method]["interrupted"]:
                 break
         command.details["interrupted"] = any(s["interrupted"] for s in summaries.values())
-        previous = run_dir / "run.json"
-        record = RunRecord.load(previous) if resume and previous.is_file() else RunRecord("o2p")
-        record.methods = {**record.methods, **summaries}
-        record.config = config_to_dict(config)
-        record.environment = environment(resolve_device(config.train.device))
-        record.run_dir = str(run_dir)
-        record.add_command(command)
-        record.save(previous)
-    return record
+        return save_training_record("o2p", config, command, summaries, resume=resume)
 
 
 def _holdout_eval_fn(config: Config, base: COCORegions):
@@ -479,21 +470,17 @@ def evaluate(
         figures = []
         if shown:
             path = out_dir / "predictions.png"
-            save_region_figure(path, items, shown, predictions, methods, split)
-            figures.append(str(path))
-        trained = run_dir / "run.json"
-        record = RunRecord(
-            task="o2p",
+            figures.append(save_region_figure(path, items, shown, predictions, methods, split))
+        return save_evaluation_record(
+            "o2p",
+            config,
+            command,
+            run_dir=run_dir,
+            out_dir=out_dir,
             split=split,
             methods=methods,
-            training=training,
-            commands=RunRecord.load(trained).commands if trained.is_file() else [],
-            environment=environment(device),
-            config=config_to_dict(config),
             figures=figures,
             details={"images": len(items)},
-            run_dir=str(run_dir),
+            device=device,
+            training=training,
         )
-        record.add_command(command)
-        record.save(out_dir / "metrics.json")
-    return record

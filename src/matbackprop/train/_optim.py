@@ -118,20 +118,10 @@ def build_optimizer(
         group["lr"] = group["base_lr"]
         group.setdefault("weight_decay", config.weight_decay)
     if config.name == "adamw":
-        return torch.optim.AdamW(
-            groups,
-            lr=config.lr,
-            betas=config.betas,
-            eps=config.eps,
-            weight_decay=config.weight_decay,
-        )
-    return torch.optim.SGD(
-        groups,
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-        weight_decay=config.weight_decay,
-    )
+        kind, options = torch.optim.AdamW, {"betas": config.betas, "eps": config.eps}
+    else:
+        kind, options = torch.optim.SGD, {"momentum": config.momentum, "nesterov": config.nesterov}
+    return kind(groups, lr=config.lr, weight_decay=config.weight_decay, **options)
 
 
 def apply_lr(optimizer: torch.optim.Optimizer, schedule: LRSchedule, step: int) -> float:
