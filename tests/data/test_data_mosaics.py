@@ -193,6 +193,7 @@ def test_invalid_parameters(kwargs, match):
         TextureMosaics(**args)
 
 
+@pytest.mark.slow  # a timed test: out of the default run, which shares the CPUs (see the guide)
 def test_generation_is_fast():
     ds = TextureMosaics(64, 96, seed=0)
     threads = torch.get_num_threads()

@@ -1,4 +1,15 @@
-"""Data sets, embedded synthetic data, superpixels and preprocessing.
+"""Data sets, embedded synthetic data, superpixels and preprocessing (a leaf: it imports no
+other matbackprop floor but the errors).
+
+- data sets: :class:`BSDS500` (images and human segmentations), :class:`COCORegions` (images,
+  instance masks, classes), :class:`TextureMosaics` (generated on the fly);
+- graph nodes: :func:`slic_superpixels`, :func:`grid_superpixels`, pooling to and lifting from
+  nodes, :func:`majority_labels`, :class:`NodeSpec`;
+- training items: :class:`NodeLabelItems` (image, node index, one annotator's node labels) and
+  :class:`RegionItems` with :func:`collate_regions`; :func:`collate_columns`,
+  :func:`draw_holdout`;
+- transforms: resizing images and label maps in step (input normalization belongs to each
+  backbone, :class:`matbackprop.models.ImageNormalization`).
 
 Heavy dependencies (scikit-image, pycocotools, scipy, Pillow) are imported lazily inside the
 functions that need them, so ``import matbackprop.data`` stays light.
