@@ -127,7 +127,7 @@ def test_the_import_checks_can_fail():
     ]
 
 
-@pytest.mark.parametrize("package", ["linalg", "nn", "data", "metrics", "errors"])
+@pytest.mark.parametrize("package", ["linalg", "nn", "data", "metrics", "errors", "tasks", "cli"])
 def test_import_is_light(package):
     """Importing a sub-package does not pull scikit-image, pycocotools, scipy or PIL."""
     code = (
