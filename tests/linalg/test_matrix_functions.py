@@ -17,7 +17,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 from matbackprop.linalg import expm, invsqrtm, logm, powm, spectral_function, sqrtm
 
-from . import builders as B
+from .. import builders as B
 
 F64 = torch.float64
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from matbackprop.linalg import eigh, expm, invsqrtm, logm, sqrtm, svd
 
-from . import builders as B
+from .. import builders as B
 
 F64 = torch.float64
 EPS = float(torch.finfo(F64).eps)

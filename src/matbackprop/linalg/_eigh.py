@@ -21,9 +21,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from matbackprop.validation import check_symmetric_matrix
+
 from ._policy import DEFAULT_POLICY, DegeneracyPolicy, spectral_scale
 from ._solver import symmetric_eigh
-from ._validation import check_symmetric_matrix
 
 
 def sym(M: Tensor) -> Tensor:

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from matbackprop.validation import check_finite, check_float_dtype, check_matrix, require_tensor
+
 from ._eigh import sym
-from ._validation import check_finite, check_float_dtype, check_matrix, require_tensor
 
 
 def _pinv_T_times(Q: Tensor, R: Tensor, W: Tensor) -> Tensor:

@@ -28,8 +28,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from matbackprop.validation import (
+    check_bool,
+    check_finite,
+    check_float_dtype,
+    check_matrix,
+    require_tensor,
+)
+
 from ._policy import DEFAULT_POLICY, DegeneracyPolicy
-from ._validation import check_finite, check_float_dtype, check_matrix, require_tensor
 
 
 def svd_coupling(S: Tensor, policy: DegeneracyPolicy) -> tuple[Tensor, Tensor, Tensor]:
@@ -210,8 +217,7 @@ def svd(
         check_float_dtype(A, "A")
         check_matrix(A, "A", square=False)
         check_finite(A, "A")
-        if not isinstance(full_matrices, bool):
-            raise ValueError(f"`full_matrices` must be a bool, got {full_matrices!r}")
+        check_bool(full_matrices, "full_matrices")
     if policy is None:
         policy = DEFAULT_POLICY
     elif not isinstance(policy, DegeneracyPolicy):
