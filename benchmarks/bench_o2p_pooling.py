@@ -45,7 +45,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from matbackprop.nn._pooling import SecondOrderPooling, second_order_pooling
+from matbackprop.nn import SecondOrderPooling
+from matbackprop.nn.functional import second_order_pooling
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "o2p_pooling.json"
 EIGH_THREADS_ENV = "MATBACKPROP_EIGH_THREADS"

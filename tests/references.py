@@ -7,6 +7,7 @@ shares no code with the implementation.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import mpmath as mp
@@ -90,3 +91,16 @@ def richardson_difference(fn, x: Tensor, direction: Tensor, h: float):
     d1 = fn(x + h * direction) - fn(x - h * direction)
     d2 = fn(x + 2 * h * direction) - fn(x - 2 * h * direction)
     return (8 * d1 - d2) / (12 * h)
+
+
+def scipy_logm(a: np.ndarray) -> np.ndarray:
+    """``scipy.linalg.logm`` (real part), an algorithm independent of ours (inverse scaling and
+    squaring on the Schur form). SciPy warns when its own error estimate exceeds ~1e-13
+    ("logm result may be inaccurate"), which it does for well-defined matrices with condition
+    numbers of 1e5 and more; the tests' tolerances are orders of magnitude wider, so that
+    warning (only) is silenced here."""
+    import scipy.linalg
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "logm result may be inaccurate", RuntimeWarning)
+        return np.real(scipy.linalg.logm(a))

@@ -16,7 +16,8 @@ Tensor checks
     :func:`check_symmetric_matrix`.
 Definiteness (relative to each matrix's scale and the dtype)
     :func:`definiteness_tolerance`, :func:`check_positive_definite`,
-    :func:`check_positive_semidefinite`.
+    :func:`check_positive_semidefinite`, raising :class:`DefinitenessError` (a ``ValueError``
+    that also says which matrices of the batch failed).
 Options
     :func:`check_number`, :func:`check_int`, :func:`check_bool`, :func:`check_choice`,
     :func:`check_compute_dtype`.
@@ -53,6 +54,7 @@ from torch import Tensor
 
 __all__ = [
     "DEFINITENESS_FACTOR",
+    "DefinitenessError",
     "FLOAT_DTYPES",
     "INT_DTYPES",
     "check_bool",
@@ -139,7 +141,7 @@ def check_matrix(x: Tensor, name: str, *, square: bool) -> None:
         want = "(..., n, n)" if square else "(..., m, n)"
         raise ValueError(f"`{name}` must have shape {want}, got {shape}")
     if square and shape[-1] != shape[-2]:
-        raise ValueError(f"`{name}` must be square with shape (..., n, n), got {shape}")
+        raise ValueError(f"`{name}` must have shape (..., n, n) (square), got {shape}")
     if shape[-1] == 0 or shape[-2] == 0:
         raise ValueError(f"`{name}` must have non-empty matrix dimensions, got {shape}")
 
@@ -213,18 +215,33 @@ def definiteness_tolerance(lam: Tensor) -> Tensor:
     return (DEFINITENESS_FACTOR * n * eps) * lam.abs().amax(dim=-1, keepdim=True)
 
 
+class DefinitenessError(ValueError):
+    """A batch of matrices is not (semi-)definite beyond rounding.
+
+    A ``ValueError`` (catch it as one); ``indices`` are the flat batch indices of the matrices
+    that failed, so that a caller can name what they are (e.g. a pooled region) or recompute
+    them in a wider dtype.
+    """
+
+    def __init__(self, message: str, indices: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.indices = indices
+
+
 def _definiteness_error(
     lam: Tensor, bad: Tensor, name: str, kind: str, what: str, remedy: str
-) -> ValueError:
-    flat_bad = bad.reshape(-1)
-    index = int(torch.nonzero(flat_bad)[0])
+) -> DefinitenessError:
+    indices = tuple(int(i) for i in torch.nonzero(bad.reshape(-1)).reshape(-1).tolist())
+    index = indices[0]
     smallest = float(lam.amin(dim=-1).reshape(-1)[index])
     tol = float(definiteness_tolerance(lam).reshape(-1)[index])
-    return ValueError(
-        f"`{name}` must be symmetric {kind} for {what}: matrix {index} of the batch has smallest "
-        f"eigenvalue {smallest:.3g}, against the rounding level {DEFINITENESS_FACTOR:g}·n·eps·"
-        f"max|λ| = {tol:.3g} of its scale and dtype. {remedy}".rstrip()
+    more = f" (and {len(indices) - 1} more)" if len(indices) > 1 else ""
+    message = (
+        f"`{name}` must be symmetric {kind} for {what}: matrix {index} of the batch{more} has "
+        f"smallest eigenvalue {smallest:.3g}, against the rounding level "
+        f"{DEFINITENESS_FACTOR:g}·n·eps·max|λ| = {tol:.3g} of its scale and dtype. {remedy}"
     )
+    return DefinitenessError(message.rstrip(), indices)
 
 
 def check_positive_definite(lam: Tensor, name: str, what: str, remedy: str = "") -> None:
@@ -323,7 +340,5 @@ def check_choice(value: object, name: str, choices: Sequence[object]) -> None:
 def check_compute_dtype(value: object, name: str = "compute_dtype") -> torch.dtype | None:
     """``None``, ``torch.float32`` or ``torch.float64``: the dtype a computation runs in."""
     if value is not None and value not in FLOAT_DTYPES:
-        raise ValueError(
-            f"`{name}` must be None, torch.float32 or torch.float64, got {value!r}"
-        )
+        raise ValueError(f"`{name}` must be None, torch.float32 or torch.float64, got {value!r}")
     return value

@@ -201,9 +201,7 @@ def logm(
     tensor([[0., 0.],
             [0., 1.]], dtype=torch.float64)
     """
-    return apply_spectral_function(
-        A, LOG, _options(eps, clamp, compute_dtype), check=check
-    )
+    return apply_spectral_function(A, LOG, _options(eps, clamp, compute_dtype), check=check)
 
 
 def sqrtm(
@@ -252,9 +250,7 @@ def sqrtm(
     tensor([[2., 0.],
             [0., 3.]], dtype=torch.float64)
     """
-    return apply_spectral_function(
-        A, SQRT, _options(eps, clamp, compute_dtype), check=check
-    )
+    return apply_spectral_function(A, SQRT, _options(eps, clamp, compute_dtype), check=check)
 
 
 def invsqrtm(
@@ -296,9 +292,7 @@ def invsqrtm(
     tensor([[0.5000, 0.0000],
             [0.0000, 2.0000]], dtype=torch.float64)
     """
-    return apply_spectral_function(
-        A, INVSQRT, _options(eps, clamp, compute_dtype), check=check
-    )
+    return apply_spectral_function(A, INVSQRT, _options(eps, clamp, compute_dtype), check=check)
 
 
 def powm(
@@ -387,6 +381,4 @@ def expm(
     tensor([[1., 0.],
             [0., 1.]], dtype=torch.float64)
     """
-    return apply_spectral_function(
-        A, EXP, _options(eps, None, compute_dtype), check=check
-    )
+    return apply_spectral_function(A, EXP, _options(eps, None, compute_dtype), check=check)

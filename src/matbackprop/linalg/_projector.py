@@ -85,7 +85,7 @@ def projector(A: Tensor, *, rtol: float | None = None, check: bool = True) -> Te
     Backward ``∂ℓ/∂A = 2 (I − Π) G_sym A⁺ᵀ`` (from ``dΠ = 2((I − Π) dA A⁺)_sym``, Ionescu et
     al. 2015, Sec. 5), computed from the QR factors without forming ``I − Π``. The result is an
     ``m × m`` matrix: for large ``m`` (e.g. pixels in normalized cuts) use the factor ``Q``
-    instead; :func:`matbackprop.nn.ncuts_loss` never forms it.
+    instead; :func:`matbackprop.nn.functional.ncuts_loss` never forms it.
 
     Examples
     --------
