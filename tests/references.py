@@ -104,3 +104,22 @@ def scipy_logm(a: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "logm result may be inaccurate", RuntimeWarning)
         return np.real(scipy.linalg.logm(a))
+
+
+def scipy_sqrtm(a: np.ndarray) -> np.ndarray:
+    """``scipy.linalg.sqrtm`` (real part); its "Matrix is singular" warning for singular PSD
+    input (where the principal root is still defined) is silenced here, nothing else."""
+    import scipy.linalg
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Matrix is singular", scipy.linalg.LinAlgWarning)
+        return np.real(scipy.linalg.sqrtm(a))
+
+
+def scipy_power(a: np.ndarray, t: float) -> np.ndarray:
+    """``scipy.linalg.fractional_matrix_power`` (real part), warnings as :func:`scipy_sqrtm`."""
+    import scipy.linalg
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Matrix is singular", scipy.linalg.LinAlgWarning)
+        return np.real(scipy.linalg.fractional_matrix_power(a, t))

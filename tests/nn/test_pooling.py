@@ -8,15 +8,14 @@ import math
 
 import numpy as np
 import pytest
-import scipy.linalg
 import torch
 from torch.autograd import gradcheck
 
-from matbackprop.linalg import logm, powm, sqrtm, sqrtm_newton_schulz
 from matbackprop.nn import SecondOrderPooling
 from matbackprop.nn.functional import second_order_pooling, signed_power, vectorize_symmetric
 
 from .. import builders
+from .. import references as ref
 
 F64 = torch.float64
 NORMALIZATIONS = ["log", "sqrt", "newton_schulz", "pow", None]
@@ -40,23 +39,38 @@ def loop_reference(features, masks, fn, *, center=False):
     return torch.stack(out)
 
 
-def matrix_function(normalization, eps, power=0.5, iterations=5):
-    eye = None
+def numpy_newton_schulz(A, iterations):
+    """The coupled Newton–Schulz iteration (iSQRT-COV, eqs. 2–4), written again in numpy."""
+    t = np.trace(A)
+    Y, Z, eye = A / t, np.eye(A.shape[0]), np.eye(A.shape[0])
+    for _ in range(iterations):
+        T = 0.5 * (3 * eye - Z @ Y)
+        Y, Z = Y @ T, T @ Z
+    return np.sqrt(t) * Y
+
+
+def scipy_matrix_function(normalization, eps, power=0.5, iterations=5):
+    """``f(M + εI)`` by SciPy / numpy on a float64 array: independent of matbackprop."""
 
     def fn(M):
-        nonlocal eye
-        eye = torch.eye(M.shape[-1], dtype=M.dtype)
+        shifted = M + eps * np.eye(M.shape[-1])
         if normalization == "log":
-            return logm(M, eps=eps)
+            return ref.scipy_logm(shifted)
         if normalization == "sqrt":
-            return sqrtm(M, eps=eps)
+            return ref.scipy_sqrtm(shifted)
         if normalization == "pow":
-            return powm(M, power, eps=eps)
+            return ref.scipy_power(shifted, power)
         if normalization == "newton_schulz":
-            return sqrtm_newton_schulz(M + eps * eye, iterations)
-        return M + eps * eye
+            return numpy_newton_schulz(shifted, iterations)
+        return shifted
 
     return fn
+
+
+def scipy_reference(features, masks, fn, *, center=False):
+    """Per-region loop in numpy: ``C_r`` over the selected pixels, then ``fn`` (SciPy)."""
+    moments = loop_reference(features.detach(), masks, lambda M: M, center=center)
+    return torch.from_numpy(np.stack([[fn(M) for M in image] for image in moments.numpy()]))
 
 
 # ----------------------------------------------------------------------------- smoke
@@ -185,12 +199,18 @@ def test_log_with_zero_eps_on_rank_deficient_region_raises_naming_eps():
 
 
 def test_zero_eps_is_fine_for_full_rank_regions_and_sqrt():
+    """``eps = 0``: log on full-rank regions and sqrt on rank-deficient ones (whose zero
+    eigenvalues are exact zeros of √·) equal the SciPy values (this checked finiteness only)."""
     x = builders.conv_features(C=3)
     full = torch.ones(2, 1, 4, 5, dtype=F64)
-    assert torch.isfinite(second_order_pooling(x, full, eps=0.0)).all()
-    assert torch.isfinite(
-        second_order_pooling(x, builders.region_masks(), normalization="sqrt", eps=0)
-    ).all()
+    out = second_order_pooling(x, full, eps=0.0, vectorize=False)
+    expected = scipy_reference(x, full, scipy_matrix_function("log", 0.0))
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=1e-10)
+    masks = builders.region_masks()
+    out = second_order_pooling(x, masks, normalization="sqrt", eps=0, vectorize=False)
+    expected = scipy_reference(x, masks, scipy_matrix_function("sqrt", 0.0))
+    # numerical zeros (|λ| <= 4 n eps max|λ|) are evaluated as 0: √ differs by <= √(12 eps)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
 
 
 def test_gram_route_refuses_masks_that_require_grad():
@@ -289,8 +309,8 @@ def test_log_matches_scipy_on_one_region():
     eps = 1e-2
     ours = second_order_pooling(x, masks, eps=eps, vectorize=False)
     C_r = loop_reference(x, masks, lambda M: M)[1, 3].numpy()
-    ref = scipy.linalg.logm(C_r + eps * np.eye(6)).real
-    np.testing.assert_allclose(ours[1, 3].numpy(), ref, atol=1e-10)
+    expected = ref.scipy_logm(C_r + eps * np.eye(6))
+    np.testing.assert_allclose(ours[1, 3].numpy(), expected, atol=1e-10)
 
 
 @pytest.mark.parametrize(
@@ -336,19 +356,26 @@ def test_newton_schulz_approaches_the_exact_square_root():
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)
 @pytest.mark.parametrize("center", [False, True])
 def test_region_path_matches_per_region_loop_forward_and_gradient(normalization, center):
+    """Forward against a per-region SciPy loop; the gradient against a fourth-order difference
+    of the forward along a random direction (issue 8 §3: the reference used our own logm)."""
     eps = 0.05
     x = builders.conv_features().requires_grad_()
     masks = builders.region_masks()
     G = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(5), dtype=F64)
-    out = second_order_pooling(
-        x, masks, normalization=normalization, eps=eps, power=0.7, center=center, vectorize=False
-    )
+    kwargs = {"normalization": normalization, "eps": eps, "power": 0.7, "center": center}
+    out = second_order_pooling(x, masks, vectorize=False, **kwargs)
     (grad,) = torch.autograd.grad((out * G).sum(), x)
-    x_ref = x.detach().clone().requires_grad_()
-    ref = loop_reference(x_ref, masks, matrix_function(normalization, eps, 0.7), center=center)
-    (grad_ref,) = torch.autograd.grad((ref * G).sum(), x_ref)
-    torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10)
-    torch.testing.assert_close(grad, grad_ref, atol=1e-9, rtol=1e-9)
+    expected = scipy_reference(
+        x, masks, scipy_matrix_function(normalization, eps, 0.7), center=center
+    )
+    torch.testing.assert_close(out.detach(), expected, atol=1e-10, rtol=1e-10)
+    E = torch.randn(x.shape, generator=torch.Generator().manual_seed(6), dtype=F64)
+
+    def loss(y):
+        return (second_order_pooling(y, masks, vectorize=False, **kwargs) * G).sum()
+
+    fd = ref.richardson_difference(loss, x.detach(), E, 1e-3)
+    torch.testing.assert_close((grad * E).sum(), fd, atol=1e-8, rtol=1e-8)
 
 
 @pytest.mark.parametrize("route", ["auto", "gram", "covariance"])
@@ -359,8 +386,8 @@ def test_regions_keep_their_order_when_grouped_by_support(route):
     masks[0, 0, 0, :4] = masks[0, 1, 1, 0] = masks[0, 2, 2, :2] = 1.0
     masks[1, 0, 3, 1:3] = masks[1, 1, 0, :4] = masks[1, 2, 2, 4] = 1.0
     out = second_order_pooling(x, masks, route=route, vectorize=False)
-    ref = loop_reference(x, masks, matrix_function("log", 1e-3))
-    torch.testing.assert_close(out, ref, atol=1e-9, rtol=1e-9)
+    expected = scipy_reference(x, masks, scipy_matrix_function("log", 1e-3))
+    torch.testing.assert_close(out, expected, atol=1e-9, rtol=1e-9)
 
 
 # ----------------------------------------------------------------------------- gradcheck
