@@ -148,7 +148,7 @@ def check_matrix(x: Tensor, name: str, *, square: bool) -> None:
 
 def check_finite(x: Tensor, name: str) -> None:
     """Every entry of ``x`` is finite (one host sync)."""
-    finite = torch.isfinite(x)
+    finite = torch.isfinite(x.detach())
     if not bool(finite.all()):
         bad = int((~finite).sum())
         raise ValueError(f"`{name}` must be finite, got {bad} non-finite entries (NaN or inf)")
@@ -156,7 +156,7 @@ def check_finite(x: Tensor, name: str) -> None:
 
 def check_nonnegative(x: Tensor, name: str, remedy: str = "") -> None:
     """Every entry of ``x`` is ``>= 0`` (one host sync); ``remedy`` is appended to the message."""
-    smallest = x.min()
+    smallest = x.detach().min()
     if bool(smallest < 0):
         raise ValueError(
             f"`{name}` must be non-negative, got minimum {float(smallest):.3g}{remedy}"
@@ -177,6 +177,7 @@ def check_symmetric(x: Tensor, name: str, rtol: float | None = None) -> None:
     """``max|A − Aᵀ| <= rtol · max|A|`` per matrix (``rtol`` defaults to :func:`symmetric_rtol`)."""
     if rtol is None:
         rtol = symmetric_rtol(x.dtype)
+    x = x.detach()
     scale = x.abs().amax(dim=(-2, -1)).clamp_min(torch.finfo(x.dtype).tiny)
     worst = ((x - x.mT).abs().amax(dim=(-2, -1)) / scale).max()
     if bool(worst > rtol):
@@ -250,6 +251,7 @@ def check_positive_definite(lam: Tensor, name: str, what: str, remedy: str = "")
     ``lam (..., n)`` are eigenvalues (e.g. those the forward computed anyway); ``what`` names
     the operation and ``remedy`` says what to change. One host sync.
     """
+    lam = lam.detach()
     bad = lam.amin(dim=-1, keepdim=True) <= definiteness_tolerance(lam)
     if bool(bad.any()):
         raise _definiteness_error(lam, bad, name, "positive definite", what, remedy)
@@ -260,6 +262,7 @@ def check_positive_semidefinite(lam: Tensor, name: str, what: str, remedy: str =
 
     Eigenvalues in ``[−tol, tol]`` are numerical zeros and pass. One host sync.
     """
+    lam = lam.detach()
     bad = lam.amin(dim=-1, keepdim=True) < -definiteness_tolerance(lam)
     if bool(bad.any()):
         raise _definiteness_error(lam, bad, name, "positive semi-definite", what, remedy)
