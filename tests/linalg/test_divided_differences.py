@@ -122,6 +122,22 @@ def test_logm_divided_difference_float32_far_apart(lam):
     assert torch.equal(P, P.mT)
 
 
+@pytest.mark.parametrize("gap", [1e-9, 1e-7, 1e-6, 5e-6])
+def test_user_function_tie_band_is_second_order(gap):
+    """Without a closed-form quotient, pairs inside the tie band (relative gap <= 1e-5 in
+    float64) take the mean of the derivatives, O(gap²) from the exact divided difference; a
+    one-sided f′ would be O(gap) off (8e-8 relative at gap 1e-6 for atan at 2)."""
+    a = 2.0
+    lam = torch.tensor([a, a + gap * a], dtype=F64)
+    A = torch.diag(lam).requires_grad_()
+    G = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=F64)
+    (spectral_function(A, torch.atan, lambda x: 1 / (1 + x * x)) * G).sum().backward()
+    expected = ref.divided_difference("atan", float(lam[0]), float(lam[1]))
+    # mean rule: |f‴| h²/12 with h = a·gap (1e-10 relative at gap 5e-6); one-sided: |f″| h/2
+    tol = max(1e-13, (a * gap) ** 2)
+    assert abs(float(A.grad[0, 1]) - expected) <= tol * abs(expected)
+
+
 # ----------------------------------------------------------------------------- clamp
 
 

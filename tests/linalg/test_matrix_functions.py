@@ -127,6 +127,21 @@ def test_gradgradcheck(entry, case):
     assert gradgradcheck(_sym(entry.fn), (A,))
 
 
+@pytest.mark.parametrize("entry", REGISTRY, ids=IDS)
+def test_gradient_lives_in_sym_n(entry):
+    """Symmetric in, symmetric out: for a non-symmetric incoming gradient G the gradient with
+    respect to (symmetric) A is that of G_sym, and symmetric (also without sym(X) wrappers)."""
+    A = B.random_spd(4, seed=31)
+    G = torch.randn(4, 4, generator=torch.Generator().manual_seed(32), dtype=F64)
+    grads = []
+    for g in (G, 0.5 * (G + G.mT)):
+        X = A.clone().requires_grad_()
+        (entry.fn(X) * g).sum().backward()
+        grads.append(X.grad)
+    torch.testing.assert_close(grads[0], grads[0].mT, atol=1e-14, rtol=0)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-14, rtol=0)
+
+
 def test_spectral_function_without_d2f_refuses_double_backward():
     A = B.random_spd(3, seed=12).requires_grad_()
     Y = spectral_function(A, torch.atan, lambda x: 1 / (1 + x * x))
