@@ -10,8 +10,8 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 from matbackprop.linalg import logm, powm, spectral_function, sqrtm
-from matbackprop.nn._pooling import GramFunction, plan_routes, support_buckets
-from matbackprop.nn._pooling._gram import SERIES_RADIUS
+from matbackprop.nn._pooling._gram import SERIES_RADIUS, GramFunction
+from matbackprop.nn._pooling._regions import plan_routes, support_buckets
 from matbackprop.nn.functional import second_order_pooling
 
 from .. import builders

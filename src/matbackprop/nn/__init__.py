@@ -15,8 +15,12 @@ functions are in :mod:`matbackprop.nn.functional` (as with ``torch.nn``).
 """
 
 from . import functional
-from ._ncuts import EigengapWarning, KMeansResult, NCutsOptions, NCutsResult, NormalizedCuts
-from ._pooling import PoolingOptions, SecondOrderPooling
+from ._ncuts._kmeans import KMeansResult
+from ._ncuts._module import NormalizedCuts
+from ._ncuts._options import NCutsOptions
+from ._ncuts._result import EigengapWarning, NCutsResult
+from ._pooling._module import SecondOrderPooling
+from ._pooling._options import PoolingOptions
 from ._spd import BiMap, LogEig, ReEig
 
 __all__ = [

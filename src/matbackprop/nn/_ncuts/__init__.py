@@ -1,9 +1,9 @@
 """Normalized cuts as a trainable layer (DeepNCuts), its loss, and decoding.
 
 After Ionescu, Vantzos & Sminchisescu (ICCV 2015, Sec. 5), Bach & Jordan (NIPS 2003 / JMLR
-2006) and Shi & Malik (TPAMI 2000). Built on :mod:`matbackprop.linalg`. The public names are
-exported by :mod:`matbackprop.nn` (module, options, results) and :mod:`matbackprop.nn.functional`
-(functions).
+2006) and Shi & Malik (TPAMI 2000). Built on :mod:`matbackprop.linalg`. A private package: the
+public names are exported by :mod:`matbackprop.nn` (module, options, results) and
+:mod:`matbackprop.nn.functional` (functions).
 
 Layer: node features ``F (B, m, d)`` → ``W = FFᵀ`` (non-negative) → ``M = D^-½ W D^-½`` →
 top-``k`` eigenvectors ``Z``.
@@ -18,32 +18,3 @@ top-``k`` eigenvectors ``Z``.
 - :mod:`._decode`, :mod:`._kmeans` -- :func:`spectral_discretize`, :func:`decode_labels`,
   :func:`ncuts_hierarchy`, :func:`lift_labels`, :func:`kmeans`.
 """
-
-from ._affinity import gaussian_affinity
-from ._decode import decode_labels, lift_labels, ncuts_hierarchy, spectral_discretize
-from ._kmeans import KMeansResult, kmeans
-from ._layer import normalized_cuts, normalized_cuts_affinity
-from ._loss import ncuts_loss, ncuts_loss_dense, segment_counts
-from ._module import NormalizedCuts
-from ._options import NCUTS_ROUTES, NCutsOptions
-from ._result import EigengapWarning, NCutsResult
-
-__all__ = [
-    "NCUTS_ROUTES",
-    "EigengapWarning",
-    "KMeansResult",
-    "NCutsOptions",
-    "NCutsResult",
-    "NormalizedCuts",
-    "decode_labels",
-    "gaussian_affinity",
-    "kmeans",
-    "lift_labels",
-    "ncuts_hierarchy",
-    "ncuts_loss",
-    "ncuts_loss_dense",
-    "normalized_cuts",
-    "normalized_cuts_affinity",
-    "segment_counts",
-    "spectral_discretize",
-]

@@ -15,20 +15,12 @@ Decoding a spectral embedding
     :func:`lift_labels`, :func:`kmeans`.
 """
 
-from .._ncuts import (
-    decode_labels,
-    gaussian_affinity,
-    kmeans,
-    lift_labels,
-    ncuts_hierarchy,
-    ncuts_loss,
-    ncuts_loss_dense,
-    normalized_cuts,
-    normalized_cuts_affinity,
-    segment_counts,
-    spectral_discretize,
-)
-from .._pooling import second_order_pooling
+from .._ncuts._affinity import gaussian_affinity
+from .._ncuts._decode import decode_labels, lift_labels, ncuts_hierarchy, spectral_discretize
+from .._ncuts._kmeans import kmeans
+from .._ncuts._layer import normalized_cuts, normalized_cuts_affinity
+from .._ncuts._loss import ncuts_loss, ncuts_loss_dense, segment_counts
+from .._pooling._functional import second_order_pooling
 from .._signed_power import signed_power
 from .._vectorize import symmetric_dim, unvectorize_symmetric, vectorize_symmetric
 
