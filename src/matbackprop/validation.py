@@ -39,9 +39,9 @@ formed in floating point carries its own rounding of that size. Whether an eigen
 The same tolerance serves both checks, so a matrix is never "singular" for one and "definite"
 for the other. The factor: the zero eigenvalues of ``FᵀF`` (``F`` random, ``n < d``, float32
 and float64, ``d = 2 … 256``, dense and post-ReLU, scales 1e-3 … 1e3) came out below
-``0.75 · n · eps · max|λ|`` with MKL on this project's CPU (``scripts/measure_numerics.py``), so ``4 · n · eps`` leaves a margin of
-more than 5 for other LAPACK kernels, thread counts and CPUs (``n · eps · max`` is also the rank
-tolerance of ``numpy.linalg.matrix_rank``).
+``0.75 · n · eps · max|λ|`` with MKL on this project's CPU (``scripts/measure_numerics.py``),
+so ``4 · n · eps`` leaves a margin of more than 5 for other LAPACK kernels, thread counts and
+CPUs (``n · eps · max`` is also the rank tolerance of ``numpy.linalg.matrix_rank``).
 """
 
 from __future__ import annotations
