@@ -63,7 +63,8 @@ def _worker(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from matbackprop.nn.ncuts import EigengapWarning, NormalizedCuts, ncuts_loss
+    from matbackprop.nn import EigengapWarning, NormalizedCuts
+    from matbackprop.nn.functional import ncuts_loss
 
     if args.threads:
         torch.set_num_threads(args.threads)

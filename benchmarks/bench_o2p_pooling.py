@@ -11,8 +11,11 @@ Heads (pooling + classifier, forward + backward into the features and the classi
 
 - ``first_order``: region average ``Σ w f / Σ w`` → Linear(C, K);
 - ``o2p_covariance``: ``SecondOrderPooling("log", route="covariance")`` → Linear(C(C+1)/2, K);
-- ``o2p_gram``: the exact low-rank route (``route="gram"``, one p × p eigendecomposition);
-- ``o2p_auto``: per region, Gram when p < C, else covariance (the default).
+- ``o2p_gram``: ``route="gram"``, the exact low-rank route (one p × p eigendecomposition) for
+  every region with p < C; regions with p >= C take the covariance route (their Gram matrix
+  would be the singular one);
+- ``o2p_auto``: the default; per region, Gram when p < ``gram_ratio`` · C (default 1, i.e. every
+  rank-deficient region, for accuracy), else covariance.
 
 (a) head-only times on a fixed feature map; (b) end-to-end training steps (forward, backward,
 SGD update) of a self-contained stride-8 conv trunk (224 × 224 image → 28 × 28 × 256: a small
@@ -45,7 +48,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from matbackprop.nn._pooling import SecondOrderPooling, second_order_pooling
+from matbackprop.nn import SecondOrderPooling
+from matbackprop.nn.functional import second_order_pooling
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "o2p_pooling.json"
 EIGH_THREADS_ENV = "MATBACKPROP_EIGH_THREADS"
@@ -333,7 +337,8 @@ def route_crossover(config: Config, features: Tensor, generator: torch.Generator
     """Pooling fwd + bwd (``"log"``) per route for regions of one fixed support size ``p``.
 
     ``config.regions`` regions of ``p`` random pixels each, ``p`` from ``C/8`` to ``C − 1``:
-    where the Gram route stops paying (the default ``gram_ratio`` of ``"auto"``).
+    where the Gram route stops paying for speed (a ``gram_ratio`` below the default 1 trades the
+    covariance route's float32 inaccuracy on such rank-deficient regions for that speed).
     """
     C, N = config.channels, config.map_size**2
     sizes = sorted({max(2, C // 8), C // 4, C // 2, (3 * C) // 4, min(C - 1, N)})

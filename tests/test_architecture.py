@@ -140,6 +140,8 @@ def test_import_is_light(package):
 
 PUBLIC_LINALG = {
     "DegeneracyPolicy",
+    "EighResult",
+    "SVDResult",
     "ScalarFunction",
     "SpectralOptions",
     "default_dd_rtol",

@@ -9,6 +9,7 @@ Sub-packages, bottom to top (imported lazily so that ``import matbackprop`` stay
 ``docs/architecture.md``):
 
 - :mod:`matbackprop.errors`  -- the errors users can fix (foundation: torch-free, used by all)
+- :mod:`matbackprop.validation` -- argument checks shared by every package (foundation: torch only)
 - :mod:`matbackprop.linalg`  -- decompositions and matrix functions with custom backward
 - :mod:`matbackprop.nn`      -- structured layers (DeepO2P pooling, normalized cuts, SPD layers)
 - :mod:`matbackprop.data`    -- BSDS500, COCO regions, texture mosaics, superpixels (a leaf)
@@ -26,7 +27,18 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("errors", "linalg", "nn", "data", "metrics", "models", "train", "tasks", "cli")
+_SUBPACKAGES = (
+    "errors",
+    "validation",
+    "linalg",
+    "nn",
+    "data",
+    "metrics",
+    "models",
+    "train",
+    "tasks",
+    "cli",
+)
 
 __all__ = ["__version__", *_SUBPACKAGES]
 

@@ -8,7 +8,7 @@ from torch.autograd import gradcheck
 
 from matbackprop.linalg import invsqrtm, invsqrtm_newton_schulz, sqrtm, sqrtm_newton_schulz
 
-from . import builders as B
+from .. import builders as B
 
 F64 = torch.float64
 

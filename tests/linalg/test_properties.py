@@ -4,12 +4,12 @@ with forced repeats and wide exponent ranges."""
 from __future__ import annotations
 
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from matbackprop.linalg import eigh, expm, invsqrtm, logm, sqrtm, svd
 
-from . import builders as B
+from .. import builders as B
 
 F64 = torch.float64
 EPS = float(torch.finfo(F64).eps)
@@ -35,6 +35,9 @@ def spectra(draw, min_exp: float, max_exp: float, signed: bool = False):
 @given(spectra(-1.3, 1.3, signed=True))
 def test_logm_of_expm_is_identity(spec):
     lam, seed = spec  # |λ| <= 20: exp stays well inside float64
+    # beyond a spread of ~33, expm(S) is numerically singular at its own scale
+    # (cond = exp(spread) > 1/(4 n eps)) and logm rejects it by design (test_zero_eigenvalues)
+    assume(float(lam.max() - lam.min()) < 30.0)
     S = B.with_spectrum(lam, seed=seed)
     # rounding in expm(S) is relative to its largest eigenvalue; logm divides it by the
     # smallest: the error scales with cond(expm(S)) = exp(λmax − λmin)

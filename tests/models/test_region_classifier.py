@@ -11,7 +11,7 @@ from torch import nn
 
 from matbackprop.models import EfficientNetLite0Backbone
 from matbackprop.models._region_classifier import RegionClassifier, region_weights
-from matbackprop.nn import second_order_pooling
+from matbackprop.nn.functional import second_order_pooling
 
 
 class PatchBackbone(nn.Module):

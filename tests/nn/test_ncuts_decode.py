@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from matbackprop.nn.ncuts import (
+from matbackprop.nn.functional import (
     decode_labels,
     gaussian_affinity,
     kmeans,

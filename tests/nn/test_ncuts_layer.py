@@ -8,10 +8,8 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from matbackprop.nn.ncuts import (
-    EigengapWarning,
-    NCutsResult,
-    NormalizedCuts,
+from matbackprop.nn import EigengapWarning, NCutsResult, NormalizedCuts
+from matbackprop.nn.functional import (
     gaussian_affinity,
     ncuts_loss,
     normalized_cuts,

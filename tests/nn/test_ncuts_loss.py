@@ -5,12 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from matbackprop.nn.ncuts import (
-    ncuts_loss,
-    ncuts_loss_dense,
-    normalized_cuts,
-    segment_counts,
-)
+from matbackprop.nn.functional import ncuts_loss, ncuts_loss_dense, normalized_cuts, segment_counts
 
 F64 = torch.float64
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from matbackprop.nn.ncuts import (
-    NormalizedCuts,
+from matbackprop.nn import NormalizedCuts
+from matbackprop.nn.functional import (
     decode_labels,
     gaussian_affinity,
     kmeans,
@@ -119,8 +119,8 @@ def test_invalid_options():
         (dict(route="sparse"), "`route` must be one of"),
         (dict(nonneg="abs"), "`nonneg` must be one of"),
         (dict(solver="lanczos"), "`solver` must be one of"),
-        (dict(degree_floor=-1.0), "`degree_floor` must be a finite non-negative"),
-        (dict(degree_floor_abs=0.0), "`degree_floor_abs` must be a finite positive"),
+        (dict(degree_floor=-1.0), "`degree_floor` must be a finite number >= 0"),
+        (dict(degree_floor_abs=0.0), "`degree_floor_abs` must be a finite number > 0"),
         (dict(eigengap_rtol=float("nan")), "`eigengap_rtol`"),
         (dict(policy="zero"), "`policy` must be a DegeneracyPolicy"),
     ]:
@@ -194,9 +194,9 @@ def test_invalid_decoding_inputs():
 
 def test_invalid_gaussian_affinity_inputs():
     pos, col = torch.rand(5, 2, dtype=F64), torch.rand(5, 3, dtype=F64)
-    with pytest.raises(ValueError, match="`sigma_xy` must be a finite positive"):
+    with pytest.raises(ValueError, match="`sigma_xy` must be a finite number > 0"):
         gaussian_affinity(pos, col, 0.0, 1.0)
-    with pytest.raises(ValueError, match="`radius` must be a finite positive"):
+    with pytest.raises(ValueError, match="`radius` must be a finite number > 0"):
         gaussian_affinity(pos, col, 1.0, 1.0, radius=-2.0)
     with pytest.raises(ValueError, match="must share leading shape"):
         gaussian_affinity(pos, col[:4], 1.0, 1.0)

@@ -8,46 +8,17 @@ import math
 
 import numpy as np
 import pytest
-import scipy.linalg
 import torch
 from torch.autograd import gradcheck
 
-from matbackprop.linalg import logm, powm, sqrtm, sqrtm_newton_schulz
-from matbackprop.nn._pooling import SecondOrderPooling, second_order_pooling
-from matbackprop.nn._signed_power import signed_power
-from matbackprop.nn._vectorize import vectorize_symmetric
+from matbackprop.nn import SecondOrderPooling
+from matbackprop.nn.functional import second_order_pooling, signed_power, vectorize_symmetric
+
+from .. import builders
+from .. import references as ref
 
 F64 = torch.float64
 NORMALIZATIONS = ["log", "sqrt", "newton_schulz", "pow", None]
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """These tensors are tiny: one intra-op thread avoids OpenMP oversubscription stalls when
-    the suite runs beside other jobs (pytest -n 2 on 2 cores). Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-# ----------------------------------------------------------------------------- builders
-
-
-def make_features(B=2, C=6, H=4, W=5, *, seed=0, dtype=F64):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(B, C, H, W, generator=g, dtype=dtype)
-
-
-def make_masks(B=2, H=4, W=5, *, dtype=F64):
-    """Four regions per image: 3 pixels, 1 pixel, a soft full-image mask, and a half image."""
-    masks = torch.zeros(B, 4, H, W, dtype=dtype)
-    masks[:, 0, 0, :3] = 1.0  # 3 pixels (< C)
-    masks[:, 1, 2, 2] = 1.0  # single pixel
-    g = torch.Generator().manual_seed(99)
-    masks[:, 2] = 0.1 + torch.rand(B, H, W, generator=g, dtype=dtype)  # soft, full support
-    masks[:, 3, : H // 2] = 1.0  # half image (10 pixels)
-    return masks
 
 
 def loop_reference(features, masks, fn, *, center=False):
@@ -68,32 +39,47 @@ def loop_reference(features, masks, fn, *, center=False):
     return torch.stack(out)
 
 
-def matrix_function(normalization, eps, power=0.5, iterations=5):
-    eye = None
+def numpy_newton_schulz(A, iterations):
+    """The coupled Newton–Schulz iteration (iSQRT-COV, eqs. 2–4), written again in numpy."""
+    t = np.trace(A)
+    Y, Z, eye = A / t, np.eye(A.shape[0]), np.eye(A.shape[0])
+    for _ in range(iterations):
+        T = 0.5 * (3 * eye - Z @ Y)
+        Y, Z = Y @ T, T @ Z
+    return np.sqrt(t) * Y
+
+
+def scipy_matrix_function(normalization, eps, power=0.5, iterations=5):
+    """``f(M + εI)`` by SciPy / numpy on a float64 array: independent of matbackprop."""
 
     def fn(M):
-        nonlocal eye
-        eye = torch.eye(M.shape[-1], dtype=M.dtype)
+        shifted = M + eps * np.eye(M.shape[-1])
         if normalization == "log":
-            return logm(M, eps=eps)
+            return ref.scipy_logm(shifted)
         if normalization == "sqrt":
-            return sqrtm(M, eps=eps)
+            return ref.scipy_sqrtm(shifted)
         if normalization == "pow":
-            return powm(M, power, eps=eps)
+            return ref.scipy_power(shifted, power)
         if normalization == "newton_schulz":
-            return sqrtm_newton_schulz(M + eps * eye, iterations)
-        return M + eps * eye
+            return numpy_newton_schulz(shifted, iterations)
+        return shifted
 
     return fn
+
+
+def scipy_reference(features, masks, fn, *, center=False):
+    """Per-region loop in numpy: ``C_r`` over the selected pixels, then ``fn`` (SciPy)."""
+    moments = loop_reference(features.detach(), masks, lambda M: M, center=center)
+    return torch.from_numpy(np.stack([[fn(M) for M in image] for image in moments.numpy()]))
 
 
 # ----------------------------------------------------------------------------- smoke
 
 
 def test_smoke_module_with_masks_and_backward():
-    x = make_features(dtype=torch.float32).requires_grad_()
+    x = builders.conv_features(dtype=torch.float32).requires_grad_()
     pool = SecondOrderPooling("log")
-    out = pool(x, make_masks(dtype=torch.float32))
+    out = pool(x, builders.region_masks(dtype=torch.float32))
     assert out.shape == (2, 4, 21) and torch.isfinite(out).all()
     out.square().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
@@ -101,13 +87,13 @@ def test_smoke_module_with_masks_and_backward():
 
 def test_smoke_module_without_masks_and_repr():
     pool = SecondOrderPooling("pow", power=0.7, signed_power=0.5, center=True)
-    assert pool(make_features()).shape == (2, 21)
+    assert pool(builders.conv_features()).shape == (2, 21)
     text = repr(pool)
     assert "power=0.7" in text and "signed_power=0.5" in text and "center=True" in text
 
 
 def test_smoke_bool_and_integer_masks_equal_float_masks():
-    x, masks = make_features(), make_masks()
+    x, masks = builders.conv_features(), builders.region_masks()
     binary = masks[:, [0, 1, 3]] > 0
     ref = second_order_pooling(x, binary.to(F64))
     torch.testing.assert_close(second_order_pooling(x, binary), ref)
@@ -118,7 +104,7 @@ def test_smoke_bool_and_integer_masks_equal_float_masks():
 
 
 def _bad_feature_cases():
-    x = make_features()
+    x = builders.conv_features()
     return {
         "not_tensor": (x.numpy(), None, "`features` must be a torch.Tensor"),
         "3d": (x[0], None, r"`features` must have shape \(B, C, H, W\)"),
@@ -137,7 +123,7 @@ def test_invalid_features_raise(case):
 
 
 def _bad_mask_cases():
-    masks = make_masks()
+    masks = builders.region_masks()
     negative = masks.clone()
     negative[0, 2, 0, 0] = -0.5
     nan = masks.clone()
@@ -165,7 +151,7 @@ def _bad_mask_cases():
 def test_invalid_masks_raise(case):
     masks, match = _bad_mask_cases()[case]
     with pytest.raises(ValueError, match=match):
-        second_order_pooling(make_features(), masks)
+        second_order_pooling(builders.conv_features(), masks)
 
 
 @pytest.mark.parametrize(
@@ -178,10 +164,13 @@ def test_invalid_masks_raise(case):
         ({"eps": "1e-3"}, "`eps` must be a finite number >= 0"),
         ({"normalization": "pow", "power": 0.0}, "`power` must be a finite non-zero"),
         ({"normalization": "pow", "power": math.inf}, "`power` must be a finite non-zero"),
-        ({"normalization": "newton_schulz", "iterations": 0}, "`iterations` must be an int"),
-        ({"normalization": "newton_schulz", "iterations": 2.0}, "`iterations` must be an int"),
-        ({"signed_power_alpha": -0.5}, "`signed_power` must be a finite number > 0"),
-        ({"signed_power_alpha": 0.5, "signed_power_delta": 0.0}, "`signed_power_delta`"),
+        (
+            {"normalization": "newton_schulz", "iterations": 0},
+            "`iterations` must be a positive int",
+        ),
+        ({"normalization": "newton_schulz", "iterations": 2.0}, "`iterations` must be a positive"),
+        ({"signed_power": -0.5}, "`signed_power` must be a finite number > 0"),
+        ({"signed_power": 0.5, "signed_power_delta": 0.0}, "`signed_power_delta`"),
         ({"route": "fast"}, "`route` must be one of"),
         ({"gram_ratio": 0.0}, "`gram_ratio` must be a finite number > 0"),
         ({"gram_ratio": "half"}, "`gram_ratio` must be a finite number > 0"),
@@ -195,10 +184,8 @@ def test_invalid_masks_raise(case):
 )
 def test_invalid_options_raise_in_functional_and_module(options, match):
     with pytest.raises(ValueError, match=match):
-        second_order_pooling(make_features(), make_masks(), **options)
+        second_order_pooling(builders.conv_features(), builders.region_masks(), **options)
     module_options = dict(options)
-    if "signed_power_alpha" in module_options:
-        module_options["signed_power"] = module_options.pop("signed_power_alpha")
     normalization = module_options.pop("normalization", "log")
     with pytest.raises(ValueError, match=match):
         SecondOrderPooling(normalization, **module_options)
@@ -206,20 +193,30 @@ def test_invalid_options_raise_in_functional_and_module(options, match):
 
 def test_log_with_zero_eps_on_rank_deficient_region_raises_naming_eps():
     with pytest.raises(ValueError, match="eps"):
-        second_order_pooling(make_features(), make_masks(), normalization="log", eps=0.0)
+        second_order_pooling(
+            builders.conv_features(), builders.region_masks(), normalization="log", eps=0.0
+        )
 
 
 def test_zero_eps_is_fine_for_full_rank_regions_and_sqrt():
-    x = make_features(C=3)
+    """``eps = 0``: log on full-rank regions and sqrt on rank-deficient ones (whose zero
+    eigenvalues are exact zeros of √·) equal the SciPy values (this checked finiteness only)."""
+    x = builders.conv_features(C=3)
     full = torch.ones(2, 1, 4, 5, dtype=F64)
-    assert torch.isfinite(second_order_pooling(x, full, eps=0.0)).all()
-    assert torch.isfinite(second_order_pooling(x, make_masks(), normalization="sqrt", eps=0)).all()
+    out = second_order_pooling(x, full, eps=0.0, vectorize=False)
+    expected = scipy_reference(x, full, scipy_matrix_function("log", 0.0))
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=1e-10)
+    masks = builders.region_masks()
+    out = second_order_pooling(x, masks, normalization="sqrt", eps=0, vectorize=False)
+    expected = scipy_reference(x, masks, scipy_matrix_function("sqrt", 0.0))
+    # numerical zeros (|λ| <= 4 n eps max|λ|) are evaluated as 0: √ differs by <= √(12 eps)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
 
 
 def test_gram_route_refuses_masks_that_require_grad():
-    masks = make_masks().requires_grad_()
+    masks = builders.region_masks().requires_grad_()
     with pytest.raises(ValueError, match="`masks` must not require grad with route='gram'"):
-        second_order_pooling(make_features(), masks, route="gram")
+        second_order_pooling(builders.conv_features(), masks, route="gram")
 
 
 @pytest.mark.parametrize(
@@ -239,7 +236,7 @@ def test_module_construction_errors(kwargs, match):
 def test_module_checks_channels_and_descriptor_size():
     pool = SecondOrderPooling("log", in_channels=7)
     with pytest.raises(ValueError, match="`features` must have 7 channels"):
-        pool(make_features(C=6))
+        pool(builders.conv_features(C=6))
     assert pool.descriptor_size() == 28
     with pytest.raises(ValueError, match="`channels` must be a positive int"):
         SecondOrderPooling("log").descriptor_size()
@@ -253,11 +250,11 @@ def test_module_checks_channels_and_descriptor_size():
 @pytest.mark.parametrize("with_masks", [True, False])
 def test_output_shapes(normalization, vectorize, with_masks):
     B, C = 2, 6
-    x = make_features(B=B, C=C)
-    masks = make_masks() if with_masks else None
+    x = builders.conv_features(B=B, C=C)
+    masks = builders.region_masks() if with_masks else None
     out = second_order_pooling(
         x, masks, normalization=normalization, vectorize=vectorize, center=True,
-        signed_power_alpha=0.75,
+        signed_power=0.75,
     )  # fmt: skip
     lead = (B, 4) if with_masks else (B,)
     tail = (C * (C + 1) // 2,) if vectorize else (C, C)
@@ -268,7 +265,7 @@ def test_output_shapes(normalization, vectorize, with_masks):
 @pytest.mark.parametrize("route", ["auto", "gram", "covariance"])
 def test_reduce_dim_output_shape_and_gradient_to_conv(route):
     pool = SecondOrderPooling("log", in_channels=6, reduce_dim=3, route=route).double()
-    out = pool(make_features(C=6), make_masks())
+    out = pool(builders.conv_features(C=6), builders.region_masks())
     assert out.shape == (2, 4, 6)
     out.sum().backward()
     assert pool.reduce.weight.grad is not None and torch.isfinite(pool.reduce.weight.grad).all()
@@ -308,12 +305,12 @@ def test_identity_like_features_give_scaled_identity(route):
 
 
 def test_log_matches_scipy_on_one_region():
-    x, masks = make_features(), make_masks()
+    x, masks = builders.conv_features(), builders.region_masks()
     eps = 1e-2
     ours = second_order_pooling(x, masks, eps=eps, vectorize=False)
     C_r = loop_reference(x, masks, lambda M: M)[1, 3].numpy()
-    ref = scipy.linalg.logm(C_r + eps * np.eye(6)).real
-    np.testing.assert_allclose(ours[1, 3].numpy(), ref, atol=1e-10)
+    expected = ref.scipy_logm(C_r + eps * np.eye(6))
+    np.testing.assert_allclose(ours[1, 3].numpy(), expected, atol=1e-10)
 
 
 @pytest.mark.parametrize(
@@ -322,7 +319,7 @@ def test_log_matches_scipy_on_one_region():
      if not (r == "gram" and n is None)],
 )  # fmt: skip
 def test_whole_image_region_equals_no_mask_result(normalization, route):
-    x = make_features()
+    x = builders.conv_features()
     whole = torch.ones(2, 1, 4, 5, dtype=F64)
     kwargs = {"normalization": normalization, "route": route, "center": True}
     torch.testing.assert_close(
@@ -331,20 +328,20 @@ def test_whole_image_region_equals_no_mask_result(normalization, route):
 
 
 def test_mask_scale_does_not_matter():
-    x, masks = make_features(), make_masks()
+    x, masks = builders.conv_features(), builders.region_masks()
     torch.testing.assert_close(second_order_pooling(x, 7.5 * masks), second_order_pooling(x, masks))
 
 
 def test_vectorize_and_signed_power_compose_as_documented():
-    x, masks = make_features(), make_masks()
+    x, masks = builders.conv_features(), builders.region_masks()
     kwargs = {"normalization": "sqrt", "center": True}
     matrices = second_order_pooling(x, masks, vectorize=False, **kwargs)
-    vectors = second_order_pooling(x, masks, signed_power_alpha=0.6, **kwargs)
+    vectors = second_order_pooling(x, masks, signed_power=0.6, **kwargs)
     torch.testing.assert_close(vectors, vectorize_symmetric(signed_power(matrices, 0.6)))
 
 
 def test_newton_schulz_approaches_the_exact_square_root():
-    x, whole = make_features(C=3), torch.ones(2, 1, 4, 5, dtype=F64)
+    x, whole = builders.conv_features(C=3), torch.ones(2, 1, 4, 5, dtype=F64)
     exact = second_order_pooling(x, whole, normalization="sqrt", eps=0.1)
     for iterations, tol in [(3, 1e-1), (20, 1e-10)]:
         approx = second_order_pooling(
@@ -359,31 +356,38 @@ def test_newton_schulz_approaches_the_exact_square_root():
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)
 @pytest.mark.parametrize("center", [False, True])
 def test_region_path_matches_per_region_loop_forward_and_gradient(normalization, center):
+    """Forward against a per-region SciPy loop; the gradient against a fourth-order difference
+    of the forward along a random direction (issue 8 §3: the reference used our own logm)."""
     eps = 0.05
-    x = make_features().requires_grad_()
-    masks = make_masks()
+    x = builders.conv_features().requires_grad_()
+    masks = builders.region_masks()
     G = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(5), dtype=F64)
-    out = second_order_pooling(
-        x, masks, normalization=normalization, eps=eps, power=0.7, center=center, vectorize=False
-    )
+    kwargs = {"normalization": normalization, "eps": eps, "power": 0.7, "center": center}
+    out = second_order_pooling(x, masks, vectorize=False, **kwargs)
     (grad,) = torch.autograd.grad((out * G).sum(), x)
-    x_ref = x.detach().clone().requires_grad_()
-    ref = loop_reference(x_ref, masks, matrix_function(normalization, eps, 0.7), center=center)
-    (grad_ref,) = torch.autograd.grad((ref * G).sum(), x_ref)
-    torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10)
-    torch.testing.assert_close(grad, grad_ref, atol=1e-9, rtol=1e-9)
+    expected = scipy_reference(
+        x, masks, scipy_matrix_function(normalization, eps, 0.7), center=center
+    )
+    torch.testing.assert_close(out.detach(), expected, atol=1e-10, rtol=1e-10)
+    E = torch.randn(x.shape, generator=torch.Generator().manual_seed(6), dtype=F64)
+
+    def loss(y):
+        return (second_order_pooling(y, masks, vectorize=False, **kwargs) * G).sum()
+
+    fd = ref.richardson_difference(loss, x.detach(), E, 1e-3)
+    torch.testing.assert_close((grad * E).sum(), fd, atol=1e-8, rtol=1e-8)
 
 
 @pytest.mark.parametrize("route", ["auto", "gram", "covariance"])
 def test_regions_keep_their_order_when_grouped_by_support(route):
     # supports 4, 1, 2 (and 2, 4, 1): one support group, processed in sorted order
-    x = make_features(B=2, C=6)
+    x = builders.conv_features(B=2, C=6)
     masks = torch.zeros(2, 3, 4, 5, dtype=F64)
     masks[0, 0, 0, :4] = masks[0, 1, 1, 0] = masks[0, 2, 2, :2] = 1.0
     masks[1, 0, 3, 1:3] = masks[1, 1, 0, :4] = masks[1, 2, 2, 4] = 1.0
     out = second_order_pooling(x, masks, route=route, vectorize=False)
-    ref = loop_reference(x, masks, matrix_function("log", 1e-3))
-    torch.testing.assert_close(out, ref, atol=1e-9, rtol=1e-9)
+    expected = scipy_reference(x, masks, scipy_matrix_function("log", 1e-3))
+    torch.testing.assert_close(out, expected, atol=1e-9, rtol=1e-9)
 
 
 # ----------------------------------------------------------------------------- gradcheck
@@ -398,7 +402,7 @@ def _gradcheck_features(x, masks, **kwargs):
 
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)
 def test_gradcheck_random_full_rank(normalization):
-    x = make_features(B=1, C=3, H=3, W=3, seed=2)
+    x = builders.conv_features(B=1, C=3, H=3, W=3, seed=2)
     masks = torch.zeros(1, 2, 3, 3, dtype=F64)
     masks[0, 0, :2] = 1.0  # 6 pixels > C
     masks[0, 1] = torch.rand(3, 3, generator=torch.Generator().manual_seed(1), dtype=F64) + 0.1
@@ -406,7 +410,7 @@ def test_gradcheck_random_full_rank(normalization):
 
 
 def _degenerate_cases():
-    x = make_features(B=1, C=5, H=3, W=3, seed=3)
+    x = builders.conv_features(B=1, C=5, H=3, W=3, seed=3)
     repeated = x.clone()
     repeated[0, :, 0, :] = repeated[0, :, 0, :1]  # three identical pixels in row 0
     masks = torch.zeros(1, 3, 3, 3, dtype=F64)
@@ -430,12 +434,12 @@ def test_gradcheck_degenerate_regions(case, normalization, route, center):
 def test_gradcheck_newton_schulz_and_signed_power_on_degenerate_regions():
     x, masks = _degenerate_cases()["repeated_pixels"]
     assert _gradcheck_features(x, masks, normalization="newton_schulz", eps=0.05, iterations=4)
-    assert _gradcheck_features(x, masks, eps=0.05, signed_power_alpha=0.5, signed_power_delta=0.01)
+    assert _gradcheck_features(x, masks, eps=0.05, signed_power=0.5, signed_power_delta=0.01)
 
 
 @pytest.mark.parametrize("center", [False, True])
 def test_gradcheck_soft_masks_covariance_route(center):
-    x = make_features(B=1, C=4, H=2, W=3, seed=4)
+    x = builders.conv_features(B=1, C=4, H=2, W=3, seed=4)
     masks = 0.2 + torch.rand(1, 2, 2, 3, generator=torch.Generator().manual_seed(6), dtype=F64)
 
     def fn(x, masks):
@@ -445,7 +449,7 @@ def test_gradcheck_soft_masks_covariance_route(center):
 
 
 def test_auto_route_differentiates_masks_like_covariance_route():
-    x, masks = make_features(), make_masks()
+    x, masks = builders.conv_features(), builders.region_masks()
     masks[:, 2] = masks[:, 2] * (masks[:, 2] > 0.5)  # soft with exact zeros
     grads = {}
     for route in ("auto", "covariance"):
@@ -487,8 +491,8 @@ def test_finite_gradients_where_torch_eigh_autograd_fails():
 
 @pytest.mark.parametrize("route", ["auto", "gram", "covariance"])
 def test_float32_in_float32_out_on_input_device(route):
-    x = make_features(dtype=torch.float32).requires_grad_()
-    masks = make_masks(dtype=torch.float32)
+    x = builders.conv_features(dtype=torch.float32).requires_grad_()
+    masks = builders.region_masks(dtype=torch.float32)
     out = second_order_pooling(x, masks, route=route)
     assert out.dtype == torch.float32 and out.device == x.device
     out.sum().backward()
@@ -498,7 +502,7 @@ def test_float32_in_float32_out_on_input_device(route):
 
 
 def test_compute_dtype_float64_is_cast_back_and_more_accurate():
-    x, masks = make_features(C=12, H=5, W=5, seed=8), None
+    x, masks = builders.conv_features(C=12, H=5, W=5, seed=8), None
     x = x.relu() * 10  # large non-negative features: the null space of C_r is hard in float32
     x32 = x.float()
     ref = second_order_pooling(x, masks, route="covariance", eps=1e-4)
@@ -513,8 +517,8 @@ def test_compute_dtype_float64_is_cast_back_and_more_accurate():
 
 
 def test_compute_dtype_float64_on_the_gram_route():
-    x = make_features(C=12, H=5, W=5, seed=8).relu() * 10
-    masks = make_masks(H=5, W=5)
+    x = builders.conv_features(C=12, H=5, W=5, seed=8).relu() * 10
+    masks = builders.region_masks(H=5, W=5)
     ref = second_order_pooling(x, masks, route="gram", eps=1e-4)
     out = second_order_pooling(
         x.float().requires_grad_(), masks.float(), route="gram", eps=1e-4,
@@ -525,7 +529,7 @@ def test_compute_dtype_float64_on_the_gram_route():
 
 
 def test_float16_masks_follow_features_dtype():
-    x = make_features()
-    masks = make_masks().to(torch.float16)
+    x = builders.conv_features()
+    masks = builders.region_masks().to(torch.float16)
     out = second_order_pooling(x, masks)
     assert out.dtype == F64

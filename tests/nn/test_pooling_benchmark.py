@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from .test_pooling import single_thread  # noqa: F401
-
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_o2p_pooling.py"
 
 

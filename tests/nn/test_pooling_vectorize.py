@@ -8,10 +8,12 @@ import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
-from matbackprop.nn._signed_power import signed_power
-from matbackprop.nn._vectorize import symmetric_dim, unvectorize_symmetric, vectorize_symmetric
-
-from .test_pooling import single_thread  # noqa: F401
+from matbackprop.nn.functional import (
+    signed_power,
+    symmetric_dim,
+    unvectorize_symmetric,
+    vectorize_symmetric,
+)
 
 F64 = torch.float64
 

@@ -10,10 +10,9 @@ import torch
 from torch import nn
 from torch.autograd import gradcheck
 
-from matbackprop.nn._spd import BiMap, LogEig, ReEig, stiefel_from_raw
-from matbackprop.nn._vectorize import symmetric_dim, vectorize_symmetric
-
-from .test_pooling import single_thread  # noqa: F401
+from matbackprop.nn import BiMap, LogEig, ReEig
+from matbackprop.nn._spd import stiefel_from_raw
+from matbackprop.nn.functional import symmetric_dim, vectorize_symmetric
 
 F64 = torch.float64
 

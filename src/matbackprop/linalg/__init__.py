@@ -1,8 +1,9 @@
 """Matrix backpropagation: decompositions and spectral matrix functions with custom gradients.
 
-The bottom layer of matbackprop (imports only torch). Every function is batched over leading
-dimensions, works in float32 and float64 on any device, validates its input (``check=False``
-skips that) and returns finite gradients for finite input, repeated eigenvalues included.
+The bottom layer of matbackprop (imports only torch and :mod:`matbackprop.validation`). Every
+function is batched over leading dimensions, works in float32 and float64 on any device,
+validates its input (``check=False`` skips that) and returns finite gradients for finite input,
+repeated eigenvalues included.
 
 - :func:`eigh`, :func:`svd` -- decompositions with the backward of Ionescu et al. (2015),
   Prop. 2, and a documented :class:`DegeneracyPolicy` for ties.
@@ -17,16 +18,18 @@ from ._divided_differences import (
     default_dd_rtol,
     first_divided_differences,
 )
-from ._eigh import eigh
+from ._eigh import EighResult, eigh
 from ._matrix_functions import expm, invsqrtm, logm, powm, sqrtm
 from ._newton_schulz import invsqrtm_newton_schulz, sqrtm_newton_schulz
 from ._policy import DegeneracyPolicy, default_rtol
 from ._projector import projector
 from ._spectral import SpectralOptions, spectral_function
-from ._svd import svd
+from ._svd import SVDResult, svd
 
 __all__ = [
     "DegeneracyPolicy",
+    "EighResult",
+    "SVDResult",
     "ScalarFunction",
     "SpectralOptions",
     "default_dd_rtol",

@@ -34,6 +34,9 @@ TensorFn = Callable[[Tensor], Tensor]
 PairFn = Callable[[Tensor, Tensor], Tensor]
 
 
+DOMAIN_ANY, DOMAIN_PSD, DOMAIN_PD = "any", "psd", "pd"
+
+
 @dataclass(frozen=True)
 class ScalarFunction:
     """A scalar function of the eigenvalues, with what the Daleckii–Krein calculus needs.
@@ -50,6 +53,11 @@ class ScalarFunction:
         (it may be ``nan``/``inf`` at ``a == b``; those entries are replaced).
     name : str
         Used in messages.
+    domain : {"any", "psd", "pd"}
+        Where ``f`` is defined: everywhere, on ``[0, ∞)`` or on ``(0, ∞)``. On ``"psd"``
+        eigenvalues within rounding of zero (:func:`matbackprop.validation.definiteness_tolerance`)
+        are evaluated as exactly 0, so ``f``, ``df`` and ``d2f`` must accept 0 and return a
+        finite value there (the documented one-sided value, or 0 where it is infinite).
     """
 
     f: TensorFn
@@ -57,6 +65,7 @@ class ScalarFunction:
     d2f: TensorFn | None = None
     divided_difference: PairFn | None = None
     name: str = "f"
+    domain: str = DOMAIN_ANY
 
 
 def default_dd_rtol(dtype: torch.dtype, stable: bool) -> float:
@@ -151,16 +160,17 @@ def confluent_second_differences(
 ) -> Tensor:
     """``Qᵢₖ = f[λᵢ, λᵢ, λₖ]``, the confluent second divided differences.
 
-    ``f[a, a, c] = (f′(a) − f[a, c]) / (a − c)``; on ties ``(f″(a) + f″(c)) / 4`` (→ ``f″(a)/2``).
-    Used by the double backward, where ``f[a, b, c] ≈ (Q_ac + Q_bc)/2`` for tied ``a, b``.
-    Not symmetric.
+    ``f[a, a, c] = (f′(a) − f[a, c]) / (a − c)``; on ties (where that quotient cancels) the
+    midpoint rule of the Hermite–Genocchi integral, ``f[a, a, c] = ½ f″((2a + c)/3) + O(gap²)``
+    (the centroid of the simplex with nodes ``a, a, c``; the mean ``(f″(a) + f″(c))/4`` is only
+    ``O(gap)`` accurate). Used by the double backward, where ``f[a, b, c] ≈ (Q_ac + Q_bc)/2`` for
+    tied ``a, b`` (also ``O(gap²)``). Not symmetric.
     """
     if fn.d2f is None:
         raise RuntimeError(f"second divided differences of {fn.name} need its second derivative")
     a = lam.unsqueeze(-1)  # (..., n, 1)
     c = lam.unsqueeze(-2)  # (..., 1, n)
-    d2 = fn.d2f(lam)
-    on_ties = 0.25 * (d2.unsqueeze(-1) + d2.unsqueeze(-2))  # (..., n, n)
+    on_ties = 0.5 * fn.d2f((2 * a + c) / 3)  # (..., n, n)
     gap = torch.where(ties, torch.ones_like(P), a - c)
     quotient = (fn.df(lam).unsqueeze(-1) - P) / gap
     return torch.where(ties, on_ties, quotient)

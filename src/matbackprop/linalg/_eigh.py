@@ -16,14 +16,22 @@ Forward mode (``jvp``), from the same variation ``dY = L(dX)``::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from matbackprop.validation import check_symmetric_matrix
+
 from ._policy import DEFAULT_POLICY, DegeneracyPolicy, spectral_scale
 from ._solver import symmetric_eigh
-from ._validation import check_symmetric_matrix
+
+
+class EighResult(NamedTuple):
+    """``(eigenvalues, eigenvectors)`` of :func:`eigh`, as ``torch.linalg.eigh`` returns them."""
+
+    eigenvalues: Tensor
+    eigenvectors: Tensor
 
 
 def sym(M: Tensor) -> Tensor:
@@ -80,9 +88,7 @@ class _Eigh(torch.autograd.Function):
         return d_lam, d_U
 
 
-def eigh(
-    A: Tensor, *, policy: DegeneracyPolicy | None = None, check: bool = True
-) -> tuple[Tensor, Tensor]:
+def eigh(A: Tensor, *, policy: DegeneracyPolicy | None = None, check: bool = True) -> EighResult:
     """Eigendecomposition of a batch of symmetric matrices with the paper's backward.
 
     ``A = U diag(σ) Uᵀ`` with ``σ`` ascending. The input is symmetrized, ``sym(A) = (A + Aᵀ)/2``,
@@ -100,10 +106,14 @@ def eigh(
 
     Returns
     -------
-    eigenvalues : Tensor, shape (..., n)
-        Ascending.
-    eigenvectors : Tensor, shape (..., n, n)
-        Columns are orthonormal eigenvectors.
+    EighResult
+        A named tuple ``(eigenvalues, eigenvectors)`` like ``torch.linalg.eigh``'s
+        (``lam, U = eigh(A)`` unpacks it):
+
+        eigenvalues : Tensor, shape (..., n)
+            Ascending.
+        eigenvectors : Tensor, shape (..., n, n)
+            Columns are orthonormal eigenvectors.
 
     Raises
     ------
@@ -125,6 +135,10 @@ def eigh(
     Supports ``torch.func.vmap``/``grad``/``jvp``/``jacfwd``; backward is once
     differentiable. Cost: one ``eigh`` forward, four ``n³`` products backward.
 
+    Differences from ``torch.linalg.eigh``: the input is symmetrized (torch reads one triangle,
+    ``UPLO="L"``, and its gradient is not symmetric); there is no ``UPLO`` argument; the
+    backward follows ``policy`` at (near-)repeated eigenvalues, where torch's is inf/NaN.
+
     References
     ----------
     Ionescu, Vantzos & Sminchisescu, "Training Deep Networks with Structured Layers by Matrix
@@ -138,6 +152,8 @@ def eigh(
     >>> lam, U = eigh(A)
     >>> lam.detach()
     tensor([1., 3.], dtype=torch.float64)
+    >>> eigh(A).eigenvectors.shape
+    torch.Size([2, 2])
     >>> lam.sum().backward()   # d tr(A) / dA = I
     >>> torch.allclose(A.grad, torch.eye(2, dtype=torch.float64))
     True
@@ -147,4 +163,4 @@ def eigh(
         policy = DEFAULT_POLICY
     elif not isinstance(policy, DegeneracyPolicy):
         raise ValueError(f"`policy` must be a DegeneracyPolicy, got {type(policy).__name__}")
-    return _Eigh.apply(A, policy)
+    return EighResult(*_Eigh.apply(A, policy))

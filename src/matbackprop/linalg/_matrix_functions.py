@@ -3,13 +3,17 @@
 Each is a :class:`ScalarFunction` ``(f, f′, f″, f[a, b])`` handed to the one spectral kernel
 (:func:`matbackprop.linalg.spectral_function`), so all share its Daleckii–Krein backward,
 forward mode and double backward. The divided differences are written in cancellation-free
-forms (``d = a − b``)::
+forms, on the ordered pair ``lo <= hi`` with ``d = hi − lo``::
 
-    log:      f[a, b] = log1p(d/b) / d
+    log:      f[a, b] = log1p(d/lo) / d              (hi <= 2 lo),   (log hi − log lo) / d   (else)
     sqrt:     f[a, b] = 1 / (√a + √b)
     x^(-1/2): f[a, b] = −1 / (√a √b (√a + √b))
-    x^p:      f[a, b] = b^(p−1) · expm1(p · log1p(d/b)) / (d/b)
-    exp:      f[a, b] = exp(b) · expm1(d) / d
+    x^p:      f[a, b] = lo^(p−1) expm1(p log1p(t)) / t  (hi <= 2 lo, t = d/lo),   (hiᵖ − loᵖ) / d
+    exp:      f[a, b] = exp(hi) · (−expm1(−d)) / d
+
+Each form is exactly symmetric in ``(a, b)`` and chosen by the ratio ``hi/lo``, so neither
+cancellation (near pairs) nor a ``log1p`` argument rounding to −1 (far pairs) can occur, and the
+``exp`` form cannot overflow unless ``exp(hi)`` does.
 """
 
 from __future__ import annotations
@@ -17,19 +21,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._divided_differences import ScalarFunction
-from ._spectral import (
-    DOMAIN_ANY,
-    DOMAIN_PD,
-    DOMAIN_PSD,
-    SpectralOptions,
-    apply_spectral_function,
-)
+from matbackprop.validation import check_number
+
+from ._divided_differences import DOMAIN_ANY, DOMAIN_PD, DOMAIN_PSD, ScalarFunction
+from ._spectral import SpectralOptions, apply_spectral_function
 
 
 def _log_dd(a: Tensor, b: Tensor) -> Tensor:
-    d = a - b
-    return torch.div(d, b).log1p_().div_(d)  # log1p(d/b)/d, in place after the first pass
+    # Ordered by size, so P is exactly symmetric. Near (hi <= 2 lo): log1p(t)/d, t = d/lo in
+    # [0, 1], no cancellation. Far: (log hi − log lo)/d, whose numerator is >= log 2 (the
+    # log1p form with d/b → −1 lost every digit there: λ = (1e-17, 1) gave inf).
+    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+    d = hi - lo
+    near = torch.div(d, lo).clamp_max_(1.0).log1p_()
+    far = torch.log(hi).sub_(torch.log(lo))
+    return torch.where(hi <= 2 * lo, near, far).div_(d)
 
 
 LOG = ScalarFunction(
@@ -38,24 +44,29 @@ LOG = ScalarFunction(
     d2f=lambda x: -torch.reciprocal(x * x),
     divided_difference=_log_dd,
     name="logm",
+    domain=DOMAIN_PD,
 )
+
+
+def _positive_part(x: Tensor, value: Tensor, at_zero: float) -> Tensor:
+    """``value`` where ``x > 0``, else the constant ``at_zero`` (the documented value at the
+    numerical zeros, which the PSD functions evaluate as exactly 0)."""
+    return torch.where(x > 0, value, torch.full_like(value, at_zero))
 
 
 def _sqrt(x: Tensor) -> Tensor:
     return torch.sqrt(x.clamp_min(0))
 
 
-def _dsqrt(x: Tensor) -> Tensor:
-    # Unbounded at 0: floor at the dtype's tiny so singular input stays finite (see sqrtm).
-    return 0.5 * torch.rsqrt(x.clamp_min(torch.finfo(x.dtype).tiny))
-
-
+# f′(0) = +∞ and f″(0) = −∞: the one-sided derivatives are infinite, so the null-null block of
+# P (both eigenvalues numerically 0) is set to 0 (docs/numerics.md, "Zero eigenvalues").
 SQRT = ScalarFunction(
     f=_sqrt,
-    df=_dsqrt,
-    d2f=lambda x: -0.25 * x.clamp_min(torch.finfo(x.dtype).tiny).pow(-1.5),
+    df=lambda x: _positive_part(x, 0.5 * torch.rsqrt(x), 0.0),
+    d2f=lambda x: _positive_part(x, -0.25 * x.pow(-1.5), 0.0),
     divided_difference=lambda a, b: (_sqrt(a) + _sqrt(b)).reciprocal_(),
     name="sqrtm",
+    domain=DOMAIN_PSD,
 )
 
 
@@ -70,22 +81,35 @@ INVSQRT = ScalarFunction(
     d2f=lambda x: 0.75 * x.pow(-2.5),
     divided_difference=_invsqrt_dd,
     name="invsqrtm",
+    domain=DOMAIN_PD,
 )
 
 
 def _exp_dd(a: Tensor, b: Tensor) -> Tensor:
     d = (a - b).abs_()
-    # exp(min(a, b)) · expm1(|a − b|) / |a − b|; exp is monotone, so min commutes with it
-    return torch.expm1(d).div_(d).mul_(torch.minimum(torch.exp(a), torch.exp(b)))
+    # exp(max) · (−expm1(−d)) / d with d = |a − b|: the factor −expm1(−d)/d lies in (0, 1], so
+    # nothing overflows unless exp(max) itself does (exp(min) · expm1(d) overflowed for spreads
+    # d above log(max float), 709 in float64, although the product is finite).
+    return torch.expm1(d.neg()).neg_().div_(d).mul_(torch.exp(torch.maximum(a, b)))
 
 
 EXP = ScalarFunction(
-    f=torch.exp, df=torch.exp, d2f=torch.exp, divided_difference=_exp_dd, name="expm"
+    f=torch.exp,
+    df=torch.exp,
+    d2f=torch.exp,
+    divided_difference=_exp_dd,
+    name="expm",
+    domain=DOMAIN_ANY,
 )
 
 
 def power_function(p: float) -> ScalarFunction:
-    """``x ↦ x^p`` on ``x >= 0`` (``x > 0`` for ``p <= 0``) with a stable divided difference."""
+    """``x ↦ x^p`` on ``x >= 0`` (``x > 0`` for ``p <= 0``) with a stable divided difference.
+
+    At a (numerical) zero eigenvalue ``f′(0) = p·0^(p−1)`` is 0 for ``p > 1``, 1 for ``p = 1``
+    and infinite for ``p < 1``, where 0 is used instead (likewise ``f″(0)``): see
+    docs/numerics.md, "Zero eigenvalues".
+    """
 
     def f(x: Tensor) -> Tensor:
         return x.clamp_min(0).pow(p)
@@ -94,10 +118,10 @@ def power_function(p: float) -> ScalarFunction:
         return x.clamp_min(torch.finfo(x.dtype).tiny)
 
     def df(x: Tensor) -> Tensor:
-        return p * floor(x).pow(p - 1)
+        return _positive_part(x, p * floor(x).pow(p - 1), 1.0 if p == 1 else 0.0)
 
     def d2f(x: Tensor) -> Tensor:
-        return p * (p - 1) * floor(x).pow(p - 2)
+        return _positive_part(x, p * (p - 1) * floor(x).pow(p - 2), 2.0 if p == 2 else 0.0)
 
     def dd(a: Tensor, b: Tensor) -> Tensor:
         lo, hi = floor(torch.minimum(a, b)), floor(torch.maximum(a, b))
@@ -108,7 +132,14 @@ def power_function(p: float) -> ScalarFunction:
         near = lo.pow(p - 1) * torch.expm1(p * torch.log1p(t)) / t
         return torch.where(far, direct, near)
 
-    return ScalarFunction(f=f, df=df, d2f=d2f, divided_difference=dd, name=f"powm(p={p:g})")
+    return ScalarFunction(
+        f=f,
+        df=df,
+        d2f=d2f,
+        divided_difference=dd,
+        name=f"powm(p={p:g})",
+        domain=DOMAIN_PSD if p > 0 else DOMAIN_PD,
+    )
 
 
 def _options(eps, clamp, compute_dtype) -> SpectralOptions:
@@ -170,9 +201,7 @@ def logm(
     tensor([[0., 0.],
             [0., 1.]], dtype=torch.float64)
     """
-    return apply_spectral_function(
-        A, LOG, _options(eps, clamp, compute_dtype), domain=DOMAIN_PD, check=check
-    )
+    return apply_spectral_function(A, LOG, _options(eps, clamp, compute_dtype), check=check)
 
 
 def sqrtm(
@@ -221,9 +250,7 @@ def sqrtm(
     tensor([[2., 0.],
             [0., 3.]], dtype=torch.float64)
     """
-    return apply_spectral_function(
-        A, SQRT, _options(eps, clamp, compute_dtype), domain=DOMAIN_PSD, check=check
-    )
+    return apply_spectral_function(A, SQRT, _options(eps, clamp, compute_dtype), check=check)
 
 
 def invsqrtm(
@@ -265,9 +292,7 @@ def invsqrtm(
     tensor([[0.5000, 0.0000],
             [0.0000, 2.0000]], dtype=torch.float64)
     """
-    return apply_spectral_function(
-        A, INVSQRT, _options(eps, clamp, compute_dtype), domain=DOMAIN_PD, check=check
-    )
+    return apply_spectral_function(A, INVSQRT, _options(eps, clamp, compute_dtype), check=check)
 
 
 def powm(
@@ -312,11 +337,9 @@ def powm(
     tensor([[2., 0.],
             [0., 3.]], dtype=torch.float64)
     """
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not abs(p) < float("inf"):
-        raise ValueError(f"`p` must be a finite real number, got {p!r}")
-    domain = DOMAIN_PSD if p > 0 else DOMAIN_PD
+    p = check_number(p, "p")
     return apply_spectral_function(
-        A, power_function(float(p)), _options(eps, clamp, compute_dtype), domain=domain, check=check
+        A, power_function(float(p)), _options(eps, clamp, compute_dtype), check=check
     )
 
 
@@ -358,6 +381,4 @@ def expm(
     tensor([[1., 0.],
             [0., 1.]], dtype=torch.float64)
     """
-    return apply_spectral_function(
-        A, EXP, _options(eps, None, compute_dtype), domain=DOMAIN_ANY, check=check
-    )
+    return apply_spectral_function(A, EXP, _options(eps, None, compute_dtype), check=check)

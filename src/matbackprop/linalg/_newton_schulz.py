@@ -29,8 +29,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from matbackprop.validation import check_int, check_symmetric_matrix
+
 from ._eigh import sym
-from ._validation import check_symmetric_matrix
 
 
 def _identity_like(A: Tensor) -> Tensor:
@@ -106,8 +107,7 @@ class _NewtonSchulz(torch.autograd.Function):
 def _newton_schulz(A: Tensor, iterations: int, check: bool) -> tuple[Tensor, Tensor]:
     A = check_symmetric_matrix(A, "A", check=check)
     if check:
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-            raise ValueError(f"`iterations` must be an int >= 1, got {iterations!r}")
+        check_int(iterations, "iterations")
         trace = _trace(A)
         if bool((trace <= 0).any()):
             raise ValueError(

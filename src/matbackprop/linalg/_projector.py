@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from matbackprop.validation import check_finite, check_float_dtype, check_matrix, require_tensor
+
 from ._eigh import sym
-from ._validation import check_finite, check_float_dtype, check_matrix, require_tensor
 
 
 def _pinv_T_times(Q: Tensor, R: Tensor, W: Tensor) -> Tensor:
@@ -84,7 +85,7 @@ def projector(A: Tensor, *, rtol: float | None = None, check: bool = True) -> Te
     Backward ``∂ℓ/∂A = 2 (I − Π) G_sym A⁺ᵀ`` (from ``dΠ = 2((I − Π) dA A⁺)_sym``, Ionescu et
     al. 2015, Sec. 5), computed from the QR factors without forming ``I − Π``. The result is an
     ``m × m`` matrix: for large ``m`` (e.g. pixels in normalized cuts) use the factor ``Q``
-    instead; :func:`matbackprop.nn.ncuts_loss` never forms it.
+    instead; :func:`matbackprop.nn.functional.ncuts_loss` never forms it.
 
     Examples
     --------

@@ -2,16 +2,26 @@
 
 On CPU, LAPACK's ``syevd`` runs one matrix at a time and threads poorly for small matrices, so
 a large batch is split into contiguous chunks solved on a thread pool (PyTorch releases the GIL
-inside ``torch.linalg.eigh``). On accelerators, and inside ``torch.func`` transforms (whose
-state is thread-local), a single batched call is made.
+inside ``torch.linalg.eigh``), each worker running LAPACK single-threaded. On accelerators, and
+inside ``torch.func`` transforms (whose state is thread-local), a single batched call is made.
+
+Thread state
+------------
+The workers limit *their own* OpenMP and MKL thread counts (``omp_set_num_threads`` and
+``MKL_Set_Num_Threads_Local`` of the runtimes torch ships, both thread-local) once, when the
+worker starts. ``torch.set_num_threads`` is never called: it also stores the count process-wide,
+so every thread created afterwards (data loaders, user threads) would inherit 1. Where those two
+thread-local controls are not available (other builds of torch), no pool is used.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -29,15 +39,42 @@ def _thread_count() -> int:
     return max(1, torch.get_num_threads())
 
 
+@lru_cache(maxsize=1)
+def _thread_local_limits():
+    """``(omp_set_num_threads, MKL_Set_Num_Threads_Local)`` of torch's own runtimes, or None.
+
+    Both set the calling thread's count only. Looked up in the libraries of the torch install
+    (an OpenMP runtime loaded by another package could be a different one).
+    """
+    lib = Path(torch.__file__).parent / "lib"
+    omp_libs = sorted(lib.glob("libgomp*.so*")) + sorted(lib.glob("libiomp5*.so*"))
+    try:
+        omp = ctypes.CDLL(str(omp_libs[0])).omp_set_num_threads
+        mkl = ctypes.CDLL(str(lib / "libtorch_cpu.so")).MKL_Set_Num_Threads_Local
+    except (IndexError, OSError, AttributeError):
+        return None
+    omp.argtypes = mkl.argtypes = [ctypes.c_int]
+    return omp, mkl
+
+
+def _single_threaded_worker(limits) -> None:
+    """Pool initializer: this worker thread runs OpenMP and MKL with one thread."""
+    # torch initializes a thread's count lazily on first use (from the process-wide setting);
+    # do that first so that it cannot undo the thread-local limit set next.
+    torch.get_num_threads()
+    omp_set_num_threads, mkl_set_num_threads_local = limits
+    omp_set_num_threads(1)
+    mkl_set_num_threads_local(1)
+
+
 @lru_cache(maxsize=4)
 def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="matbackprop-eigh")
-
-
-def _eigh_single_thread(chunk: Tensor) -> tuple[Tensor, Tensor]:
-    # Each worker runs LAPACK single-threaded; the parallelism is across matrices.
-    torch.set_num_threads(1)
-    return torch.linalg.eigh(chunk)
+    return ThreadPoolExecutor(
+        max_workers=workers,
+        thread_name_prefix="matbackprop-eigh",
+        initializer=_single_threaded_worker,
+        initargs=(_thread_local_limits(),),
+    )
 
 
 def symmetric_eigh(A: Tensor) -> tuple[Tensor, Tensor]:
@@ -69,6 +106,7 @@ def _symmetric_eigh(A: Tensor) -> tuple[Tensor, Tensor]:
     if (
         A.device.type != "cpu"
         or workers < 2
+        or _thread_local_limits() is None
         or n < _MIN_N_FOR_THREADS
         or count < workers * _MIN_BATCH_PER_THREAD
         or torch._C._are_functorch_transforms_active()
@@ -76,7 +114,7 @@ def _symmetric_eigh(A: Tensor) -> tuple[Tensor, Tensor]:
         return torch.linalg.eigh(A)
     flat = A.reshape(count, n, n)
     chunks = flat.chunk(workers)
-    results = list(_pool(workers).map(_eigh_single_thread, chunks))
+    results = list(_pool(workers).map(torch.linalg.eigh, chunks))
     lam = torch.cat([r[0] for r in results]).reshape(*batch, n)
     U = torch.cat([r[1] for r in results]).reshape(*batch, n, n)
     return lam, U

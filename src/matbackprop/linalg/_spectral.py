@@ -34,7 +34,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from matbackprop.validation import (
+    check_compute_dtype,
+    check_float_dtype,
+    check_floating,
+    check_number,
+    check_positive_definite,
+    check_positive_semidefinite,
+    check_symmetric_matrix,
+    definiteness_tolerance,
+    require_tensor,
+)
+
 from ._divided_differences import (
+    DOMAIN_ANY,
+    DOMAIN_PD,
+    DOMAIN_PSD,
     ScalarFunction,
     confluent_second_differences,
     default_dd_rtol,
@@ -43,13 +58,6 @@ from ._divided_differences import (
 )
 from ._eigh import sym
 from ._solver import symmetric_eigh
-from ._validation import (
-    check_eigenvalues_nonnegative,
-    check_eigenvalues_positive,
-    check_float_dtype,
-    check_symmetric_matrix,
-    require_tensor,
-)
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,7 @@ class SpectralOptions:
     Parameters
     ----------
     eps : float
-        Regularisation ``A + εI`` (applied to the eigenvalues; ``U`` is unchanged).
+        Regularisation ``A + εI`` (applied to the eigenvalues; ``U`` is unchanged), ``>= 0``.
     clamp : float, optional
         Clamp eigenvalues below at ``c``: ``f(max(λ + ε, c))``; the derivative is zero below
         ``c`` (as in ReEig). Disables double backward.
@@ -68,6 +76,11 @@ class SpectralOptions:
         as the paper did) and cast the result back.
     rtol : float, optional
         Tie tolerance of the divided differences; ``None`` takes the per-dtype default.
+
+    Raises
+    ------
+    ValueError
+        For an option of the wrong type or outside its range (checked at construction).
     """
 
     eps: float = 0.0
@@ -75,9 +88,21 @@ class SpectralOptions:
     compute_dtype: torch.dtype | None = None
     rtol: float | None = None
 
+    def __post_init__(self) -> None:
+        check_number(self.eps, "eps", minimum=0)
+        check_number(self.clamp, "clamp", allow_none=True)
+        check_compute_dtype(self.compute_dtype)
+        check_number(self.rtol, "rtol", minimum=0, allow_none=True)
+
 
 def _clamped(fn: ScalarFunction, c: float) -> ScalarFunction:
-    """``g(λ) = f(max(λ, c))`` with ``g′ = f′·[λ > c]`` and a cancellation-free ``g[a, b]``."""
+    """``g(λ) = f(max(λ, c))`` with ``g′ = f′·[λ > c]``.
+
+    With a closed-form ``f[a, b]`` the clamped one is ``g[a, b] = f[μa, μb] (μa − μb)/(a − b)``
+    (``μ = max(λ, c)``; 0 when both are clamped). Without one, ``g`` gets none either, so
+    near-ties go through the generic tie band of :func:`first_divided_differences` (the plain
+    quotient of ``g`` cancels catastrophically there, as that of ``f`` would).
+    """
 
     def g(x: Tensor) -> Tensor:
         return fn.f(x.clamp_min(c))
@@ -85,19 +110,21 @@ def _clamped(fn: ScalarFunction, c: float) -> ScalarFunction:
     def dg(x: Tensor) -> Tensor:
         return torch.where(x > c, fn.df(x.clamp_min(c)), torch.zeros_like(x))
 
-    def dd(a: Tensor, b: Tensor) -> Tensor:
-        ma, mb = a.clamp_min(c), b.clamp_min(c)
-        both_clamped = (a <= c) & (b <= c)
-        mb_safe = torch.where(both_clamped, mb + 1.0, mb)
-        if fn.divided_difference is not None:
-            inner = fn.divided_difference(ma, mb_safe)
-        else:
-            inner = (fn.f(ma) - fn.f(mb_safe)) / (ma - mb_safe)
-        # g[a, b] = f[μa, μb] (μa − μb)/(a − b); the factor is 1 when neither is clamped.
-        factor = (ma - mb) / (a - b)
-        return torch.where(both_clamped, torch.zeros_like(inner), inner * factor)
+    dd = None
+    if fn.divided_difference is not None:
+        inner_dd = fn.divided_difference
 
-    return ScalarFunction(f=g, df=dg, d2f=None, divided_difference=dd, name=f"{fn.name}∘clamp")
+        def dd(a: Tensor, b: Tensor) -> Tensor:
+            ma, mb = a.clamp_min(c), b.clamp_min(c)
+            both_clamped = (a <= c) & (b <= c)
+            inner = inner_dd(ma, torch.where(both_clamped, mb + 1.0, mb))
+            # g[a, b] = f[μa, μb] (μa − μb)/(a − b); the factor is 1 when neither is clamped.
+            factor = (ma - mb) / (a - b)
+            return torch.where(both_clamped, torch.zeros_like(inner), inner * factor)
+
+    return ScalarFunction(
+        f=g, df=dg, d2f=None, divided_difference=dd, name=f"{fn.name}∘clamp", domain=fn.domain
+    )
 
 
 def _effective(fn: ScalarFunction, opts: SpectralOptions) -> ScalarFunction:
@@ -197,6 +224,12 @@ class _SpectralFunction(torch.autograd.Function):
             S.diagonal(dim1=-2, dim2=-1).add_(2 * opts.eps)
         mu, U = symmetric_eigh(S)
         mu = 0.5 * mu  # eigenvalues of sym(A) + εI
+        if fn.domain == DOMAIN_PSD:
+            # Numerical zeros (|μ| within rounding of the scale, either sign) are exactly 0:
+            # f, the divided differences and the backward then do not depend on which
+            # rounding this LAPACK kernel produced (0, +1e-17 or −1e-17).
+            zero = mu.abs() <= definiteness_tolerance(mu)
+            mu = torch.where(zero, torch.zeros_like(mu), mu)
         f_mu = _effective(fn, opts).f(mu)
         Y = (U * f_mu.unsqueeze(-2)) @ U.mT  # U f(Σ) Uᵀ
         return Y, mu, U
@@ -225,56 +258,35 @@ class _SpectralFunction(torch.autograd.Function):
         return daleckii_krein(U, P, dA), torch.zeros_like(mu), torch.zeros_like(U)
 
 
-# Domain of the scalar function, for validation after the decomposition.
-DOMAIN_ANY, DOMAIN_PSD, DOMAIN_PD = "any", "psd", "pd"
-
-
-def _validate_options(opts: SpectralOptions, A: Tensor) -> None:
-    if not isinstance(opts.eps, (int, float)) or not (opts.eps >= 0 and opts.eps < float("inf")):
-        raise ValueError(f"`eps` must be a finite float >= 0, got {opts.eps!r}")
-    if opts.clamp is not None and not (
-        isinstance(opts.clamp, (int, float)) and abs(opts.clamp) < float("inf")
-    ):
-        raise ValueError(f"`clamp` must be a finite float or None, got {opts.clamp!r}")
-    if opts.compute_dtype is not None and opts.compute_dtype not in (torch.float32, torch.float64):
-        raise ValueError(
-            "`compute_dtype` must be torch.float32, torch.float64 or None, "
-            f"got {opts.compute_dtype!r}"
-        )
-    if opts.rtol is not None and not opts.rtol >= 0:
-        raise ValueError(f"`rtol` must be a float >= 0 or None, got {opts.rtol!r}")
-    if opts.compute_dtype is None:
-        check_float_dtype(A, "A", hint=" (or pass compute_dtype=torch.float32/float64)")
-    elif not A.dtype.is_floating_point:
-        raise ValueError(f"`A` must have a floating dtype, got {A.dtype}")
+_REMEDY = "Regularize with eps=... (A + eps*I) or clamp eigenvalues with clamp=..."
 
 
 def apply_spectral_function(
-    A: Tensor,
-    fn: ScalarFunction,
-    opts: SpectralOptions,
-    *,
-    domain: str = DOMAIN_ANY,
-    check: bool = True,
+    A: Tensor, fn: ScalarFunction, opts: SpectralOptions, *, check: bool = True
 ) -> Tensor:
-    """Validate, cast, run the spectral kernel, check the domain, cast back."""
+    """Validate, cast, run the spectral kernel, check ``fn.domain``, cast back.
+
+    The domain check reuses the eigenvalues of the forward (no second decomposition): ``"pd"``
+    needs ``λ_min > tol``, ``"psd"`` needs ``λ_min >= −tol`` with the relative tolerance
+    ``tol = 4 n eps max|λ|`` of :func:`matbackprop.validation.definiteness_tolerance`.
+    """
     A = require_tensor(A, "A")
     if check:
-        _validate_options(opts, A)
         if opts.compute_dtype is None:
+            check_float_dtype(A, "A", hint=" (or pass compute_dtype=torch.float32/float64)")
             check_symmetric_matrix(A, "A", check=True)
         else:
+            check_floating(A, "A")
             check_symmetric_matrix(A.to(opts.compute_dtype), "A", check=True)
     out_dtype = A.dtype
     work = A if opts.compute_dtype is None else A.to(opts.compute_dtype)
     Y, mu, _ = _SpectralFunction.apply(work, fn, opts)
-    if check and domain != DOMAIN_ANY:
+    if check and fn.domain != DOMAIN_ANY:
         effective = mu if opts.clamp is None else mu.clamp_min(opts.clamp)
-        remedy = "Regularize with eps=... (A + eps*I) or clamp eigenvalues with clamp=..."
-        if domain == DOMAIN_PD:
-            check_eigenvalues_positive(effective, "A", fn.name, remedy)
+        if fn.domain == DOMAIN_PD:
+            check_positive_definite(effective.detach(), "A", fn.name, _REMEDY)
         else:
-            check_eigenvalues_nonnegative(effective, "A", fn.name, remedy)
+            check_positive_semidefinite(effective.detach(), "A", fn.name, _REMEDY)
     return Y if Y.dtype == out_dtype else Y.to(out_dtype)
 
 

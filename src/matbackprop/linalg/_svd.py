@@ -23,13 +23,28 @@ numerator ``A + B`` vanishes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from matbackprop.validation import (
+    check_bool,
+    check_finite,
+    check_float_dtype,
+    check_matrix,
+    require_tensor,
+)
+
 from ._policy import DEFAULT_POLICY, DegeneracyPolicy
-from ._validation import check_finite, check_float_dtype, check_matrix, require_tensor
+
+
+class SVDResult(NamedTuple):
+    """``(U, S, Vh)`` of :func:`svd`, as ``torch.linalg.svd`` returns them."""
+
+    U: Tensor
+    S: Tensor
+    Vh: Tensor
 
 
 def svd_coupling(S: Tensor, policy: DegeneracyPolicy) -> tuple[Tensor, Tensor, Tensor]:
@@ -151,7 +166,7 @@ def svd(
     *,
     policy: DegeneracyPolicy | None = None,
     check: bool = True,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> SVDResult:
     """Singular value decomposition with the paper's backward, for any ``m, n``.
 
     ``A = U diag(S) Vh`` with ``S`` descending (as :func:`torch.linalg.svd`).
@@ -173,9 +188,12 @@ def svd(
 
     Returns
     -------
-    U : Tensor, shape (..., m, k) or (..., m, m)
-    S : Tensor, shape (..., k)
-    Vh : Tensor, shape (..., k, n) or (..., n, n)
+    SVDResult
+        A named tuple ``(U, S, Vh)`` like ``torch.linalg.svd``'s (``U, S, Vh = svd(A)``):
+
+        U : Tensor, shape (..., m, k) or (..., m, m)
+        S : Tensor, shape (..., k)
+        Vh : Tensor, shape (..., k, n) or (..., n, n)
 
     Raises
     ------
@@ -192,6 +210,12 @@ def svd(
     singular vectors of repeated singular values; never inf/NaN for finite input. Supports
     ``torch.func`` transforms (forward mode for ``full_matrices=False``); once differentiable.
 
+    Differences from ``torch.linalg.svd``: ``full_matrices`` defaults to ``False`` (torch:
+    ``True``), because the complement columns are not a differentiable function of ``A`` and
+    the thin factors are what the backward (and every caller here) needs; there is no
+    ``driver`` argument; the backward follows ``policy`` at (near-)repeated and zero singular
+    values, where torch's is inf/NaN.
+
     References
     ----------
     Ionescu, Vantzos & Sminchisescu, ICCV 2015 (arXiv:1509.07838), Proposition 2.
@@ -204,16 +228,17 @@ def svd(
     >>> U, S, Vh = svd(A)
     >>> S
     tensor([3., 2.], dtype=torch.float64)
+    >>> svd(A).Vh.shape
+    torch.Size([2, 2])
     """
     A = require_tensor(A, "A")
     if check:
         check_float_dtype(A, "A")
         check_matrix(A, "A", square=False)
         check_finite(A, "A")
-        if not isinstance(full_matrices, bool):
-            raise ValueError(f"`full_matrices` must be a bool, got {full_matrices!r}")
+        check_bool(full_matrices, "full_matrices")
     if policy is None:
         policy = DEFAULT_POLICY
     elif not isinstance(policy, DegeneracyPolicy):
         raise ValueError(f"`policy` must be a DegeneracyPolicy, got {type(policy).__name__}")
-    return _SVD.apply(A, full_matrices, policy)
+    return SVDResult(*_SVD.apply(A, full_matrices, policy))

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from matbackprop.nn import gaussian_affinity, lift_labels, ncuts_hierarchy, normalized_cuts_affinity
+from matbackprop.nn.functional import (
+    gaussian_affinity,
+    lift_labels,
+    ncuts_hierarchy,
+    normalized_cuts_affinity,
+)
 
 
 @dataclass(frozen=True)

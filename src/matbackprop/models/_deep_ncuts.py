@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from matbackprop.data import IGNORE_INDEX, majority_labels, pool_to_superpixels
 from matbackprop.models._backbone import check_backbone
-from matbackprop.nn import NormalizedCuts, lift_labels, ncuts_hierarchy, ncuts_loss
+from matbackprop.nn import NormalizedCuts
+from matbackprop.nn.functional import lift_labels, ncuts_hierarchy, ncuts_loss
 
 NONNEG = ("softplus", "relu", "none")
 

@@ -13,11 +13,12 @@ from ``sign(x)|x|^α`` by at most ``δ^α`` (``α <= 1``). For ``α = 1`` it is 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from matbackprop.validation import check_floating, check_number, require_tensor
 
 
 class _SignedPower(torch.autograd.Function):
@@ -80,23 +81,12 @@ def signed_power(x: Tensor, alpha: float, delta: float = 1e-6) -> Tensor:
     Examples
     --------
     >>> import torch
+    >>> from matbackprop.nn.functional import signed_power
     >>> signed_power(torch.tensor([-4.0, 0.0, 9.0]), 0.5, delta=1e-30)
     tensor([-2.,  0.,  3.])
     """
-    if not isinstance(x, Tensor):
-        raise ValueError(f"`x` must be a torch.Tensor, got {type(x).__name__}")
-    if not x.dtype.is_floating_point:
-        raise ValueError(f"`x` must have a floating dtype, got {x.dtype}")
-    check_signed_power_options(alpha, delta)
-    return _SignedPower.apply(x, float(alpha), float(delta))
-
-
-def check_signed_power_options(
-    alpha: float, delta: float, names: tuple[str, str] = ("alpha", "delta")
-) -> None:
-    """Validate ``alpha > 0`` and ``delta > 0`` (finite); ``names`` are used in messages."""
-    a_name, d_name = names
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (0 < alpha < math.inf):
-        raise ValueError(f"`{a_name}` must be a finite number > 0, got {alpha!r}")
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not (0 < delta < math.inf):
-        raise ValueError(f"`{d_name}` must be a finite number > 0, got {delta!r}")
+    x = require_tensor(x, "x")
+    check_floating(x, "x")
+    alpha = check_number(alpha, "alpha", positive=True)
+    delta = check_number(delta, "delta", positive=True)
+    return _SignedPower.apply(x, alpha, delta)

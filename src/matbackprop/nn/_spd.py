@@ -15,7 +15,6 @@ ReEig and LogEig are spectral functions computed by :func:`matbackprop.linalg.sp
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,19 +22,25 @@ import torch
 from torch import Tensor, nn
 
 from matbackprop.linalg import logm, spectral_function
+from matbackprop.validation import (
+    check_bool,
+    check_compute_dtype,
+    check_float_dtype,
+    check_int,
+    check_matrix,
+    check_number,
+    require_tensor,
+)
 
 from ._vectorize import vectorize_symmetric
 
 
 def _check_square(X: object, name: str, size: int | None = None) -> Tensor:
-    if not isinstance(X, Tensor):
-        raise ValueError(f"`{name}` must be a torch.Tensor, got {type(X).__name__}")
-    if X.ndim < 2 or X.shape[-1] != X.shape[-2] or X.shape[-1] < 1:
-        raise ValueError(f"`{name}` must have shape (..., n, n) with n >= 1, got {tuple(X.shape)}")
+    X = require_tensor(X, name)
+    check_matrix(X, name, square=True)
     if size is not None and X.shape[-1] != size:
         raise ValueError(f"`{name}` must have shape (..., {size}, {size}), got {tuple(X.shape)}")
-    if X.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"`{name}` must have dtype float32 or float64, got {X.dtype}")
+    check_float_dtype(X, name)
     return X
 
 
@@ -46,19 +51,6 @@ def _input_named(layer: str) -> Iterator[None]:
         yield
     except ValueError as err:
         raise ValueError(f"`X` is not a valid input of {layer}: {err}") from err
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-    return value
-
-
-def _check_compute_dtype(compute_dtype: object) -> None:
-    if compute_dtype not in (None, torch.float32, torch.float64):
-        raise ValueError(
-            f"`compute_dtype` must be None, torch.float32 or torch.float64, got {compute_dtype!r}"
-        )
 
 
 def stiefel_from_raw(raw: Tensor) -> Tensor:
@@ -114,6 +106,7 @@ class BiMap(nn.Module):
     Examples
     --------
     >>> import torch
+    >>> from matbackprop.nn import BiMap
     >>> layer = BiMap(5, 3).double()
     >>> X = torch.eye(5, dtype=torch.float64)
     >>> torch.allclose(layer(X), torch.eye(3, dtype=torch.float64))
@@ -129,8 +122,8 @@ class BiMap(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_positive_int(in_dim, "in_dim")
-        _check_positive_int(out_dim, "out_dim")
+        check_int(in_dim, "in_dim")
+        check_int(out_dim, "out_dim")
         if out_dim > in_dim:
             raise ValueError(
                 f"`out_dim` must be <= in_dim ({in_dim}) for orthonormal columns, got {out_dim}"
@@ -208,6 +201,7 @@ class ReEig(nn.Module):
     Examples
     --------
     >>> import torch
+    >>> from matbackprop.nn import ReEig
     >>> ReEig(0.5)(torch.diag(torch.tensor([0.1, 2.0], dtype=torch.float64)))
     tensor([[0.5000, 0.0000],
             [0.0000, 2.0000]], dtype=torch.float64)
@@ -217,12 +211,9 @@ class ReEig(nn.Module):
         self, eps: float = 1e-4, *, compute_dtype: torch.dtype | None = None, check: bool = True
     ) -> None:
         super().__init__()
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < math.inf:
-            raise ValueError(f"`eps` must be a finite number > 0, got {eps!r}")
-        _check_compute_dtype(compute_dtype)
-        self.eps = float(eps)
-        self.compute_dtype = compute_dtype
-        self.check = check
+        self.eps = check_number(eps, "eps", positive=True)
+        self.compute_dtype = check_compute_dtype(compute_dtype)
+        self.check = check_bool(check, "check")
 
     def forward(self, X: Tensor) -> Tensor:
         X = _check_square(X, "X")
@@ -278,6 +269,7 @@ class LogEig(nn.Module):
     Examples
     --------
     >>> import torch
+    >>> from matbackprop.nn import LogEig
     >>> LogEig()(torch.eye(2, dtype=torch.float64) * torch.e)
     tensor([[1., 0.],
             [0., 1.]], dtype=torch.float64)
@@ -292,15 +284,10 @@ class LogEig(nn.Module):
         check: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < math.inf:
-            raise ValueError(f"`eps` must be a finite number >= 0, got {eps!r}")
-        if not isinstance(vectorize, bool):
-            raise ValueError(f"`vectorize` must be a bool, got {vectorize!r}")
-        _check_compute_dtype(compute_dtype)
-        self.eps = float(eps)
-        self.vectorize = vectorize
-        self.compute_dtype = compute_dtype
-        self.check = check
+        self.eps = check_number(eps, "eps", minimum=0)
+        self.vectorize = check_bool(vectorize, "vectorize")
+        self.compute_dtype = check_compute_dtype(compute_dtype)
+        self.check = check_bool(check, "check")
 
     def forward(self, X: Tensor) -> Tensor:
         X = _check_square(X, "X")

@@ -21,13 +21,9 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from matbackprop.validation import check_floating, require_tensor
+
 _SQRT2 = math.sqrt(2.0)
-
-
-def _require_tensor(x: object, name: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise ValueError(f"`{name}` must be a torch.Tensor, got {type(x).__name__}")
-    return x
 
 
 def symmetric_dim(n: int) -> int:
@@ -91,14 +87,14 @@ def vectorize_symmetric(M: Tensor) -> Tensor:
     Examples
     --------
     >>> import torch
+    >>> from matbackprop.nn.functional import vectorize_symmetric
     >>> vectorize_symmetric(torch.tensor([[1.0, 2.0], [2.0, 3.0]]))
     tensor([1.0000, 2.8284, 3.0000])
     """
-    M = _require_tensor(M, "M")
+    M = require_tensor(M, "M")
     if M.ndim < 2 or M.shape[-1] != M.shape[-2] or M.shape[-1] == 0:
         raise ValueError(f"`M` must have shape (..., n, n) with n >= 1, got {tuple(M.shape)}")
-    if not M.dtype.is_floating_point:
-        raise ValueError(f"`M` must have a floating dtype, got {M.dtype}")
+    check_floating(M, "M")
     n = M.shape[-1]
     flat, scale = _flat_index_and_scale(n, M.device, M.dtype)
     # index_select on the flattened matrix: its backward is an index_add (fast), unlike the
@@ -130,15 +126,15 @@ def unvectorize_symmetric(v: Tensor, n: int | None = None) -> Tensor:
     Examples
     --------
     >>> import torch
+    >>> from matbackprop.nn.functional import unvectorize_symmetric
     >>> unvectorize_symmetric(torch.tensor([1.0, 2.0 ** 1.5, 3.0]))
     tensor([[1., 2.],
             [2., 3.]])
     """
-    v = _require_tensor(v, "v")
+    v = require_tensor(v, "v")
     if v.ndim < 1:
         raise ValueError(f"`v` must have shape (..., n(n+1)/2), got {tuple(v.shape)}")
-    if not v.dtype.is_floating_point:
-        raise ValueError(f"`v` must have a floating dtype, got {v.dtype}")
+    check_floating(v, "v")
     length = v.shape[-1]
     inferred = (math.isqrt(8 * length + 1) - 1) // 2
     if length == 0 or symmetric_dim(inferred) != length:

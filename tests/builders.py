@@ -1,4 +1,4 @@
-"""Known-answer matrix builders and tolerances shared by the linalg tests.
+"""Known-answer builders and tolerances shared by all tests (matrices, conv features, region masks).
 
 Every builder returns symmetric matrices with a *known* spectrum, so tests can state exactly
 what is degenerate: ``with_spectrum(λ) = Q diag(λ) Qᵀ`` with a seeded random orthogonal ``Q``.
@@ -89,3 +89,23 @@ def tolerance(dtype: torch.dtype, n: int, norm: float = 1.0, *, factor: float = 
 def sym_param(fn):
     """Wrap ``fn(A)`` as ``fn(sym(X))``: gradcheck perturbs entries one at a time."""
     return lambda X, *args: fn(0.5 * (X + X.mT), *args)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def conv_features(B=2, C=6, H=4, W=5, *, seed=0, dtype=F64) -> Tensor:
+    """Seeded Gaussian conv features ``(B, C, H, W)``."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, C, H, W, generator=g, dtype=dtype)
+
+
+def region_masks(B=2, H=4, W=5, *, dtype=F64) -> Tensor:
+    """Four regions per image: 3 pixels, 1 pixel, a soft full-image mask, and a half image."""
+    masks = torch.zeros(B, 4, H, W, dtype=dtype)
+    masks[:, 0, 0, :3] = 1.0  # 3 pixels (< C)
+    masks[:, 1, 2, 2] = 1.0  # single pixel
+    g = torch.Generator().manual_seed(99)
+    masks[:, 2] = 0.1 + torch.rand(B, H, W, generator=g, dtype=dtype)  # soft, full support
+    masks[:, 3, : H // 2] = 1.0  # half image (10 pixels)
+    return masks

@@ -10,17 +10,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from matbackprop.validation import (
+    check_finite,
+    check_float_dtype,
+    check_int,
+    check_int_dtype,
+    check_nonempty,
+    require_tensor,
+)
+
 from ._kmeans import kmeans
 from ._result import NCutsResult
-from ._validation import (
-    check_finite,
-    check_float,
-    check_int,
-    check_nonempty,
-    check_positive_int,
-    require_tensor,
-    resolve_k,
-)
+from ._validation import resolve_k
 
 
 def _first_appearance_order(labels: Tensor) -> Tensor:
@@ -36,7 +37,7 @@ def _first_appearance_order(labels: Tensor) -> Tensor:
 
 def _check_embedding(Z: object, ndims: tuple[int, ...], want: str) -> Tensor:
     Z = require_tensor(Z, "Z")
-    check_float(Z, "Z")
+    check_float_dtype(Z, "Z")
     if Z.ndim not in ndims:
         raise ValueError(f"`Z` must have shape {want}, got {tuple(Z.shape)}")
     check_nonempty(Z, "Z", want)
@@ -81,7 +82,7 @@ def spectral_discretize(
     """
     Z = _check_embedding(Z, (2,), "(m, K)")
     m, K = Z.shape
-    k = K if k is None else check_positive_int(k, "k")
+    k = K if k is None else check_int(k, "k")
     if k > min(m, K):
         raise ValueError(f"`k` must be <= min(m, K) = {min(m, K)}, got {k}")
     X = Z[:, :k]
@@ -183,8 +184,8 @@ def ncuts_hierarchy(
             ]
         )
     m, K = Z.shape
-    k_min = check_positive_int(k_min, "k_min")
-    k_max = min(m, K) if k_max is None else check_positive_int(k_max, "k_max")
+    k_min = check_int(k_min, "k_min")
+    k_max = min(m, K) if k_max is None else check_int(k_max, "k_max")
     if not k_min <= k_max <= min(m, K):
         raise ValueError(
             f"`k_max` must satisfy k_min = {k_min} <= k_max <= min(m, K) = {min(m, K)}, got {k_max}"
@@ -221,7 +222,7 @@ def lift_labels(node_labels: Tensor, node_index: Tensor) -> Tensor:
     node_index = require_tensor(node_index, "node_index")
     if node_labels.ndim < 1:
         raise ValueError(f"`node_labels` must have shape (..., S), got {tuple(node_labels.shape)}")
-    check_int(node_index, "node_index")
+    check_int_dtype(node_index, "node_index")
     if node_index.ndim != 2:
         raise ValueError(f"`node_index` must have shape (H, W), got {tuple(node_index.shape)}")
     S = node_labels.shape[-1]

@@ -24,18 +24,18 @@ import torch
 from torch import Tensor
 
 from matbackprop.linalg import projector
-
-from ._result import NCutsResult
-from ._validation import (
+from matbackprop.validation import (
     check_choice,
     check_finite,
-    check_float,
-    check_int,
+    check_float_dtype,
+    check_int_dtype,
     check_ndim,
     check_nonempty,
     require_tensor,
-    resolve_k,
 )
+
+from ._result import NCutsResult
+from ._validation import resolve_k
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -69,7 +69,7 @@ def _check_labels(
     labels: object, shape: tuple[int, int] | None, ignore_index: int | None
 ) -> Tensor:
     labels = require_tensor(labels, "labels")
-    check_int(labels, "labels")
+    check_int_dtype(labels, "labels")
     want = "(B, m)" if shape is None else f"(B, m) = {shape}"
     if labels.ndim != 2 or (shape is not None and tuple(labels.shape) != shape):
         raise ValueError(f"`labels` must have shape {want}, got {tuple(labels.shape)}")
@@ -127,7 +127,7 @@ def _unpack(
         Z, degrees, k = Z_or_result.Z, Z_or_result.degrees, Z_or_result.k
     else:
         Z = require_tensor(Z_or_result, "Z")
-    check_float(Z, "Z")
+    check_float_dtype(Z, "Z")
     check_ndim(Z, "Z", 3, "(B, m, K)")
     check_nonempty(Z, "Z", "(B, m, K)")
     B, m, K = Z.shape

@@ -50,6 +50,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from matbackprop.validation import check_choice, check_number
+
 SERIES_RADIUS = 0.05
 SERIES_TERMS = 20
 # (radius, terms) for u >= 0 inside the series region: the truncation error of
@@ -251,7 +253,7 @@ class _SqrtH:
 # ----------------------------------------------------------------------------- public object
 
 
-NORMALIZATIONS_WITH_GRAM = ("log", "sqrt", "pow")
+GRAM_NORMALIZATIONS = ("log", "sqrt", "pow")
 
 
 @dataclass(frozen=True)
@@ -278,19 +280,10 @@ class GramFunction:
     power: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.normalization not in NORMALIZATIONS_WITH_GRAM:
-            raise ValueError(
-                f"`normalization` must be one of {NORMALIZATIONS_WITH_GRAM} for the Gram route, "
-                f"got {self.normalization!r}"
-            )
-        if not (isinstance(self.eps, (int, float)) and 0 < self.eps < math.inf):
-            raise ValueError(
-                f"`eps` must be a finite number > 0 for the Gram route, got {self.eps!r}"
-            )
-        if self.normalization == "pow" and not (
-            isinstance(self.power, (int, float)) and 0 < abs(self.power) < math.inf
-        ):
-            raise ValueError(f"`power` must be a finite non-zero number, got {self.power!r}")
+        check_choice(self.normalization, "normalization", GRAM_NORMALIZATIONS)
+        object.__setattr__(self, "eps", check_number(self.eps, "eps", positive=True))
+        if self.normalization == "pow":
+            object.__setattr__(self, "power", check_number(self.power, "power", nonzero=True))
 
     @property
     def _q(self) -> float:

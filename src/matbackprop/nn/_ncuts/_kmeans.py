@@ -10,13 +10,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._validation import (
+from matbackprop.validation import (
     check_finite,
-    check_float,
+    check_float_dtype,
+    check_int,
     check_ndim,
     check_nonempty,
-    check_nonnegative_float,
-    check_positive_int,
+    check_number,
     require_tensor,
 )
 
@@ -123,16 +123,16 @@ def kmeans(
     advantages of careful seeding", SODA 2007.
     """
     X = require_tensor(X, "X")
-    check_float(X, "X")
+    check_float_dtype(X, "X")
     check_ndim(X, "X", 2, "(n, p)")
     check_nonempty(X, "X", "(n, p)")
     check_finite(X, "X")
-    k = check_positive_int(k, "k")
+    k = check_int(k, "k")
     if k > X.shape[0]:
         raise ValueError(f"`k` must be <= the number of points n = {X.shape[0]}, got {k}")
-    restarts = check_positive_int(restarts, "restarts")
-    max_iter = check_positive_int(max_iter, "max_iter")
-    tol = check_nonnegative_float(tol, "tol")
+    restarts = check_int(restarts, "restarts")
+    max_iter = check_int(max_iter, "max_iter")
+    tol = check_number(tol, "tol", minimum=0)
     if generator is None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"`seed` must be an int, got {seed!r}")

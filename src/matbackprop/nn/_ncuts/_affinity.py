@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as nnf
 from torch import Tensor
 
-from ._validation import (
+from matbackprop.validation import (
     check_choice,
     check_finite,
-    check_float,
+    check_float_dtype,
     check_nonempty,
     check_nonnegative,
-    check_nonnegative_float,
+    check_number,
     require_tensor,
 )
 
@@ -109,7 +109,7 @@ def gaussian_affinity(
     positions = require_tensor(positions, "positions")
     colors = require_tensor(colors, "colors")
     for x, name, want in ((positions, "positions", "(B, m, p)"), (colors, "colors", "(B, m, c)")):
-        check_float(x, name)
+        check_float_dtype(x, name)
         if x.ndim not in (2, 3):
             raise ValueError(f"`{name}` must have shape {want} or (m, ...), got {tuple(x.shape)}")
         check_nonempty(x, name, want)
@@ -123,10 +123,10 @@ def gaussian_affinity(
         raise ValueError(
             f"`colors` must have the dtype of `positions` ({positions.dtype}), got {colors.dtype}"
         )
-    sigma_xy = check_nonnegative_float(sigma_xy, "sigma_xy", positive=True)
-    sigma_rgb = check_nonnegative_float(sigma_rgb, "sigma_rgb", positive=True)
+    sigma_xy = check_number(sigma_xy, "sigma_xy", positive=True)
+    sigma_rgb = check_number(sigma_rgb, "sigma_rgb", positive=True)
     if radius is not None:
-        radius = check_nonnegative_float(radius, "radius", positive=True)
+        radius = check_number(radius, "radius", positive=True)
     d_xy = _squared_distances(positions)
     W = torch.exp(-d_xy / sigma_xy**2 - _squared_distances(colors) / sigma_rgb**2)
     if radius is not None:

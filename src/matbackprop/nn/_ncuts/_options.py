@@ -1,0 +1,109 @@
+"""The options of the normalized-cuts layer, written once: :class:`NCutsOptions`.
+
+:class:`~matbackprop.nn.NormalizedCuts`, :func:`~matbackprop.nn.functional.normalized_cuts` and
+:func:`~matbackprop.nn.functional.normalized_cuts_affinity` share this frozen dataclass,
+validated in ``__post_init__`` (as :class:`matbackprop.linalg.SpectralOptions`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from matbackprop.linalg import DegeneracyPolicy
+from matbackprop.validation import check_bool, check_choice, check_number
+
+from .._options import LayerOptions
+from ._affinity import DEFAULT_DEGREE_FLOOR, NONNEG_CHOICES
+from ._lowrank import SOLVER_CHOICES
+
+#: Routes of the layer: features through the low-rank or the dense route, or a given affinity.
+NCUTS_ROUTES = ("lowrank", "dense", "affinity")
+#: The options that apply to a given affinity (``normalized_cuts_affinity``).
+AFFINITY_OPTIONS = (
+    "degree_floor",
+    "degree_floor_abs",
+    "eigengap_rtol",
+    "check_eigengap",
+    "strict",
+    "policy",
+    "check",
+)
+
+
+@dataclass(frozen=True)
+class NCutsOptions(LayerOptions):
+    """Options of the normalized-cuts spectral embedding (DeepNCuts).
+
+    Parameters
+    ----------
+    route : {"lowrank", "dense", "affinity"}
+        ``"lowrank"`` (default): features ``F (B, m, d)``, thin SVD of ``G = D̃^-½F``, never
+        forms an ``m × m`` matrix, ``O(md²)``. ``"dense"``: features, forms ``W = FFᵀ`` and runs
+        the full ``eigh`` of ``M``, ``O(m³)`` (for comparison and small graphs).
+        ``"affinity"``: the input is ``W (B, m, m)`` itself (the layer only; the function for
+        it is :func:`~matbackprop.nn.functional.normalized_cuts_affinity`).
+    nonneg : {"relu", "softplus", "square", "none"}
+        Non-negativity map ``φ`` applied to features first (the affinity must be non-negative
+        for ``M`` to be a normalized affinity). Default ``"relu"``, idempotent when the model
+        already ends in a ReLU/softplus. ``"none"`` requires ``features >= 0``. Unused by the
+        affinity route.
+    degree_floor : float
+        Relative floor ``τ >= 0``: ``d̃ᵢ = max(dᵢ, τ·mean(d))`` per image (default 1e-4), so
+        nodes with (near-)zero features do not blow up ``D^-½``. Differentiable.
+    degree_floor_abs : float, optional
+        Absolute floor ``τ_abs > 0``; default: the dtype's smallest normal number (only prevents
+        a division by zero).
+    solver : {"svd", "gram"}
+        Low-rank solver: thin SVD of ``G`` (default, accurate) or ``eigh`` of ``GᵀG``. Used by
+        the low-rank route only.
+    eigengap_rtol : float, optional
+        Threshold of the eigengap check (``>= 0``), default ``sqrt(eps)`` of the dtype.
+    check_eigengap : bool
+        Check ``(λ_k − λ_{k+1}) / λ₁ >= eigengap_rtol`` per image at its own ``k`` (one host
+        sync); a failure warns with :class:`~matbackprop.nn.EigengapWarning`, or raises with
+        ``strict``.
+    strict : bool
+        Raise ``ValueError`` instead of warning on a vanishing eigengap.
+    policy : DegeneracyPolicy, optional
+        Degeneracy policy of the SVD/eigh backward; default zero coupling (exact for losses that
+        depend on ``Z`` only through ``ZZᵀ``, e.g. :func:`~matbackprop.nn.functional.ncuts_loss`).
+    check : bool
+        Validate the input values (finiteness; for an affinity also symmetry and sign).
+
+    Raises
+    ------
+    ValueError
+        Naming the first invalid option (at construction).
+    """
+
+    route: str = "lowrank"
+    nonneg: str = "relu"
+    degree_floor: float = DEFAULT_DEGREE_FLOOR
+    degree_floor_abs: float | None = None
+    solver: str = "svd"
+    eigengap_rtol: float | None = None
+    check_eigengap: bool = True
+    strict: bool = False
+    policy: DegeneracyPolicy | None = None
+    check: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice(self.route, "route", NCUTS_ROUTES)
+        check_choice(self.nonneg, "nonneg", NONNEG_CHOICES)
+        check_choice(self.solver, "solver", SOLVER_CHOICES)
+        self._set("degree_floor", check_number(self.degree_floor, "degree_floor", minimum=0))
+        self._set(
+            "degree_floor_abs",
+            check_number(self.degree_floor_abs, "degree_floor_abs", positive=True, allow_none=True),
+        )
+        self._set(
+            "eigengap_rtol",
+            check_number(self.eigengap_rtol, "eigengap_rtol", minimum=0, allow_none=True),
+        )
+        check_bool(self.check_eigengap, "check_eigengap")
+        check_bool(self.strict, "strict")
+        if self.policy is not None and not isinstance(self.policy, DegeneracyPolicy):
+            raise ValueError(
+                f"`policy` must be a DegeneracyPolicy, got {type(self.policy).__name__}"
+            )
+        check_bool(self.check, "check")
