@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from matbackprop.data._paths import default_bsds_root, default_coco_root
+from matbackprop.data import default_bsds_root, default_coco_root
 
 
 @pytest.fixture(scope="session")
