@@ -89,7 +89,7 @@ def pairwise_affinity_loss(
             raise ValueError("`features` must be non-negative (apply softplus or relu first)")
         if pairs.numel() and (int(pairs.min()) < 0 or int(pairs.max()) >= m):
             raise ValueError(
-                f"`pairs` must index nodes in [0, {m}), got {pairs.min()}..{pairs.max()}"
+                f"`pairs` must index nodes in [0, {m}), got {int(pairs.min())}..{int(pairs.max())}"
             )
     pairs = pairs.long().to(features.device)
     labels = labels.long().to(features.device)
