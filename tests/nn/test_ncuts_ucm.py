@@ -323,3 +323,19 @@ def test_spectral_node_embedding_modes():
         spectral_node_embedding(Z, mode="other")
     with pytest.raises(ValueError, match="eigenvalues"):
         spectral_node_embedding(Z, mode="spb")
+
+
+def test_calibrations_keep_the_hierarchy_and_max_reaches_one():
+    sp = random_superpixels(5, S=16)
+    x = torch.rand(int(sp.max()) + 1, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
+    u_exp = ultrametric_contour_map(sp, x, calibration="exp")
+    u_max = ultrametric_contour_map(sp, x, calibration="max", scale=2.0)
+    assert float(u_max.max()) == pytest.approx(1.0)
+    assert float(u_exp.max()) < 1.0
+    # the same nested partitions, only the values move
+    for t_exp, t_max in zip(
+        torch.unique(u_exp).tolist(), torch.unique(u_max).tolist(), strict=True
+    ):
+        assert same_partition(ucm2_segmentation(u_exp, t_exp), ucm2_segmentation(u_max, t_max))
+    with pytest.raises(ValueError, match="calibration"):
+        ultrametric_contour_map(sp, x, calibration="rank")

@@ -50,6 +50,7 @@ from torch import Tensor
 from ._validation import check_finite, check_float, check_int, require_tensor
 
 EmbeddingMode = Literal["rownorm", "spb"]
+Calibration = Literal["exp", "max"]
 
 
 class RegionAdjacency(NamedTuple):
@@ -422,6 +423,7 @@ def ultrametric_contour_map(
     *,
     alpha: float = 1.0,
     scale: float = 1.0,
+    calibration: Calibration = "exp",
     levels: int | None = None,
     edge_strength: Tensor | None = None,
     sizes: Tensor | None = None,
@@ -429,9 +431,12 @@ def ultrametric_contour_map(
 ) -> Tensor:
     """``ucm2`` of one image from a node embedding (see the module docstring).
 
-    Heights ``h`` of :func:`agglomerate` are mapped to ``[0, 1]`` by ``1 − exp(−h / scale)``
-    (monotone, so the hierarchy is unchanged) and, with ``levels``, snapped by
-    :func:`quantize_levels`.
+    Heights ``h`` of :func:`agglomerate` are mapped to ``[0, 1]`` by a monotone map (so the
+    hierarchy is unchanged) and, with ``levels``, snapped by :func:`quantize_levels`:
+
+    * ``calibration="exp"``: ``v = 1 − exp(−h / scale)`` (absolute heights);
+    * ``calibration="max"``: ``v = (h / h_max)^scale`` with ``h_max`` the image's last finite
+      merge (per-image normalisation: the coarsest merge gets 1).
 
     Parameters
     ----------
@@ -444,6 +449,8 @@ def ultrametric_contour_map(
         Height scale of the map to [0, 1].
     levels : int, optional
         Quantize to this many levels.
+    calibration : {"exp", "max"}
+        Map from heights to ``[0, 1]`` (above).
     output_index : Tensor, shape (H, W), optional
         The same superpixels at another (e.g. the original image's) resolution, e.g. resized
         with nearest neighbours; the map is drawn on it. Its adjacent pairs must be adjacent
@@ -460,7 +467,15 @@ def ultrametric_contour_map(
     heights = agglomerate(graph, embedding, edge_strength=edge_strength, sizes=sizes, alpha=alpha)
     if not scale > 0:
         raise ValueError(f"`scale` must be positive, got {scale}")
-    values = 1.0 - torch.exp(-heights / scale)  # inf -> 1
+    if calibration == "exp":
+        values = 1.0 - torch.exp(-heights / scale)  # inf -> 1
+    elif calibration == "max":
+        finite = torch.isfinite(heights)
+        top = heights[finite].max() if bool(finite.any()) else heights.new_tensor(1.0)
+        values = (heights / top.clamp_min(torch.finfo(heights.dtype).tiny)) ** scale
+        values = torch.where(finite, values, torch.ones_like(values)).clamp(0.0, 1.0)
+    else:
+        raise ValueError(f"`calibration` must be 'exp' or 'max', got {calibration!r}")
     if levels is not None:
         values = quantize_levels(values, levels)
     if output_index is None:
