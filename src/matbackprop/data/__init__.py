@@ -25,8 +25,10 @@ from ._bsds import (
     read_bsds_ground_truth,
     save_bsds_ground_truth,
 )
+from ._bsds_results import load_bsds_result, save_bsds_result
 from ._coco import COCORegions, COCOSample, decode_coco_segmentation, resize_masks
 from ._collate import collate_columns, collate_list
+from ._color import rgb_to_lab
 from ._grid import grid_majority_labels, lift_grid_labels, pool_to_grid
 from ._images import read_rgb_image
 from ._mosaics import (
@@ -77,6 +79,7 @@ __all__ = [
     "grid_majority_labels",
     "grid_superpixels",
     "keep_aspect_size",
+    "load_bsds_result",
     "label_boundaries",
     "lift_grid_labels",
     "lift_to_pixels",
@@ -92,7 +95,9 @@ __all__ = [
     "resize_keep_aspect",
     "resize_labels",
     "resize_masks",
+    "rgb_to_lab",
     "save_bsds_ground_truth",
+    "save_bsds_result",
     "shared_root",
     "slic_superpixels",
 ]
