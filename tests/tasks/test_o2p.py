@@ -155,6 +155,57 @@ def test_evaluate_one_method_and_checkpoint_errors(trained, tmp_path):
         task.evaluate(config, checkpoint=run_dir, split="a/b", out_dir=tmp_path)
 
 
+# ------------------------------------------------------------------ several seeds
+
+
+def test_seeds_run_once_per_seed_and_combine(trained, coco_tiny, tmp_path):
+    """``train.seeds``: one run folder per seed, each the run a single ``train.seed`` gives,
+    and a combined record (each seed's values, mean ± std, n) for train and evaluate."""
+    config, _ = trained
+    methods = ["methods=avg,deepo2p", "figure_images=0"]
+    seeded = tiny_config(coco_tiny, tmp_path, "train.seeds=0,3", *methods)
+    summary = task.train(seeded)
+    run_dir = tmp_path / "tiny"
+    assert summary.seeds == [0, 3] and not summary.interrupted
+    assert set(summary.per_seed["deepo2p"]) == {"0", "3"}
+    saved = RunRecord.load(run_dir / "run.json")
+    assert (saved.per_seed, saved.aggregate) == (summary.per_seed, summary.aggregate)
+    for seed in (0, 3):
+        own = RunRecord.load(run_dir / f"seed_{seed}" / "run.json")
+        assert own.seeds == [] and own.config["train"]["seed"] == seed
+        assert summary.per_seed["avg"][str(seed)] == own.methods["avg"]
+    # seed 0 of the seeded run is the single run with seed 0 (the module's `trained` run)
+    single = load_checkpoint(config.train.out_dir / "tiny" / "deepo2p" / "last.pt")["model"]
+    seed0 = load_checkpoint(run_dir / "seed_0" / "deepo2p" / "last.pt")["model"]
+    seed3 = load_checkpoint(run_dir / "seed_3" / "deepo2p" / "last.pt")["model"]
+    torch.testing.assert_close(seed0, single)
+    assert not torch.equal(seed3["classifier.weight"], seed0["classifier.weight"])
+
+    with pytest.raises(ValueError, match="must be the run folder"):
+        task.evaluate(seeded, checkpoint=run_dir / "seed_0" / "avg" / "last.pt")
+    result = task.evaluate(seeded, out_dir=tmp_path / "eval")
+    saved = RunRecord.load(tmp_path / "eval" / "metrics.json")
+    assert (saved.methods, saved.per_seed, saved.seeds) == (result.methods, result.per_seed, [0, 3])
+    assert result.seeds == [0, 3] and list(result.methods) == ["avg", "deepo2p"]
+    per_seed = {s: RunRecord.load(tmp_path / "eval" / f"seed_{s}" / "metrics.json") for s in (0, 3)}
+    for method in ("avg", "deepo2p"):
+        values = [per_seed[s].methods[method]["accuracy"] for s in (0, 3)]
+        spread = result.aggregate[method]["accuracy"]
+        assert spread["n"] == 2 and spread["mean"] == pytest.approx(np.mean(values))
+        assert spread["std"] == pytest.approx(np.std(values, ddof=1))
+        assert result.per_seed[method]["3"] == per_seed[3].methods[method]
+    assert [c.command for c in result.commands] == ["train", "eval"]
+
+    resumed = task.train(
+        tiny_config(coco_tiny, tmp_path, "train.seeds=0,3,5", "train.steps=3", *methods),
+        resume=True,
+    )
+    assert resumed.per_seed["avg"]["3"]["resumed_from"] == 2
+    assert resumed.per_seed["avg"]["5"]["resumed_from"] is None  # a new seed starts fresh
+    with pytest.raises(FileNotFoundError, match="no seed folder"):
+        task.train(tiny_config(coco_tiny, tmp_path / "none", "train.seeds=1"), resume=True)
+
+
 # ------------------------------------------------------------------ config
 
 
@@ -214,3 +265,21 @@ def test_cli_train_and_eval(coco_tiny, tmp_path, capsys):
     assert metrics["methods"]["deepo2p"]["num_regions"] == coco_tiny.val_regions
     assert main(["train", "o2p", *common, "--set", "methods=fancy"]) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+def test_cli_seeds_and_report(coco_tiny, tmp_path, capsys):
+    common = ["--data-root", str(coco_tiny.root), "--seeds", "1,2"]
+    sets = [x for item in TINY for x in ("--set", item)]
+    sets += ["--set", "methods=o2p", "--set", "figure_images=0"]
+    assert main(["train", "o2p", *common, "--out", str(tmp_path), *sets]) == 0
+    assert json.loads(capsys.readouterr().out)["seeds"] == [1, 2]
+    args = ["eval", "o2p", "--checkpoint", str(tmp_path / "tiny"), *common, *sets]
+    assert main([*args, "--out", str(tmp_path / "eval")]) == 0
+    report = tmp_path / "report.md"
+    assert main(["report", str(tmp_path / "eval" / "metrics.json"), "--output", str(report)]) == 0
+    text = report.read_text()
+    record = RunRecord.load(tmp_path / "eval" / "metrics.json")
+    mean, std = (record.aggregate["o2p"]["accuracy"][k] for k in ("mean", "std"))
+    assert "over 2 seeds (1, 2)" in text and f"| o2p | {mean:.3f} ± {std:.3f} |" in text
+    runs = record.per_seed["o2p"]
+    assert f"| o2p | {runs['1']['accuracy']:.3f}, {runs['2']['accuracy']:.3f} |" in text

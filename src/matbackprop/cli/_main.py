@@ -56,6 +56,13 @@ def _add_config(p: argparse.ArgumentParser) -> None:
         help="override a config entry, e.g. --set train.steps=200 (repeatable)",
     )
     p.add_argument("--data-root", type=Path, default=None, help="dataset root (official layout)")
+    p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="S,S,...",
+        help="one run per seed, e.g. --seeds 0,1,2 (train.seeds): each in <run>/seed_<s>/, "
+        "reported as mean ± std",
+    )
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
@@ -145,6 +152,8 @@ def _overrides(task, args: argparse.Namespace) -> list[str]:
         items.append(f"train.steps={args.steps}")
     if getattr(args, "seed", None) is not None:
         items.append(f"train.seed={args.seed}")
+    if args.seeds is not None:
+        items.append(f"train.seeds={args.seeds}")
     if args.out is not None and args.command == "train":
         items.append(f"train.out_dir={args.out}")
     elif args.out is not None and args.command not in ("train", "eval"):  # a run folder

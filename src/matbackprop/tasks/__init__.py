@@ -26,9 +26,16 @@ A task module provides, in this order (nanoGPT's: config -> model -> data -> tra
     ``config.train.run_dir``.
 
 Both return a :class:`~matbackprop.train.RunRecord`, the one schema of ``run.json`` and
-``metrics.json`` that ``matbackprop report`` reads. The ``matbackprop`` command finds tasks in
-:data:`TASKS` by name and uses nothing but the parts above. To add a task, add a module with
-these parts and one entry to :data:`TASKS`.
+``metrics.json`` that ``matbackprop report`` reads.
+
+Several seeds (``train.seeds = [0, 1, 2]``, ``--seeds 0,1,2``): a task writes ``train`` and
+``evaluate`` for one seed and decorates them with ``train_over_seeds`` and
+``evaluate_over_seeds`` (``tasks/_runs.py``); these run the task once per seed in
+``<run_dir>/seed_<s>/`` and write the combined record (each seed's values, mean ± std, n), and
+``evaluate_over_seeds(compare=...)`` adds the task's paired comparisons between methods.
+
+The ``matbackprop`` command finds tasks in :data:`TASKS` by name and uses nothing but the
+parts above. To add a task, add a module with these parts and one entry to :data:`TASKS`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ instance regions, images downscaled to ``image_size`` on the longer side), the b
 
 Run folder ``<train.out_dir>/<train.name>/``: one trainer run per method in ``<method>/``
 (``last.pt``, ``metrics.jsonl``, ``config.yaml``) and ``run.json``, the record of every
-``train`` call. :func:`evaluate` writes ``metrics.json`` and ``predictions.png``.
+``train`` call. :func:`evaluate` writes ``metrics.json`` and ``predictions.png``. With
+``train.seeds = [s, ...]`` each seed is such a run folder, ``<run>/seed_<s>/``, and ``<run>``
+holds the combined ``run.json`` / ``metrics.json`` (mean ± std over the seeds).
 """
 
 from __future__ import annotations
@@ -59,7 +61,12 @@ from matbackprop.train import (
 
 from ._figures import readable_region_items, save_region_figure
 from ._regions import class_weights, collate_for, cross_entropy_loss, predict, scores
-from ._runs import save_evaluation_record, save_training_record
+from ._runs import (
+    evaluate_over_seeds,
+    save_evaluation_record,
+    save_training_record,
+    train_over_seeds,
+)
 
 DESCRIPTION = "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P heads"
 METHODS = ("avg", "o2p", "deepo2p")
@@ -300,6 +307,7 @@ def eval_data(config: Config, split: str | None = None) -> RegionItems:
 # --------------------------------------------------------------------------------------------
 
 
+@train_over_seeds
 def train(config: Config, *, resume: bool = False) -> RunRecord:
     """Train every method of ``config.methods``, one after the other, each in
     ``<run_dir>/<method>/``.
@@ -416,6 +424,7 @@ def _load_method(path: Path, method: str, num_classes: int, device: torch.device
     return model.to(device), state, saved
 
 
+@evaluate_over_seeds
 def evaluate(
     config: Config,
     *,
