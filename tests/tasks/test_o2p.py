@@ -147,6 +147,23 @@ def test_evaluate_writes_metrics_and_picture(trained, coco_tiny, tmp_path):
     assert [c["command"] for c in saved["commands"]] == ["train", "eval"]
     assert all(isinstance(c["argv"], list) and c["wall_time"] > 0 for c in saved["commands"])
     assert result.methods == saved["methods"]
+    # every region's label, image and predicted class, from which the scores follow
+    regions = np.load(tmp_path / "regions.npz")
+    assert regions["labels"].shape == regions["image_ids"].shape == (coco_tiny.val_regions,)
+    assert sorted(set(regions["image_ids"].tolist())) == [11, 12]
+    for method in task.METHODS:
+        correct = regions[f"predicted_{method}"] == regions["labels"]
+        assert correct.mean() == pytest.approx(saved["methods"][method]["accuracy"])
+    # deepo2p − each other method, both metrics, with a bootstrap interval over the 2 images
+    comparisons = {(c["baseline"], c["metric"]): c for c in saved["comparisons"]}
+    assert set(comparisons) == {
+        (b, m) for b in ("avg", "o2p", "deepo2p_sqrt") for m in ("accuracy", "mean_class_accuracy")
+    }
+    for (baseline, metric), c in comparisons.items():
+        expected = saved["methods"]["deepo2p"][metric] - saved["methods"][baseline][metric]
+        assert c["method"] == "deepo2p" and c["difference"] == pytest.approx(expected)
+        assert c["low"] <= c["difference"] <= c["high"] and c["clusters"] == 2
+        assert (c["seeds"], c["confidence"], c["resamples"]) == (1, 0.95, 10_000)
     with Image.open(tmp_path / "predictions.png") as picture:
         assert picture.width > 3 * 48 and picture.height > 2 * 48
 
@@ -209,6 +226,18 @@ def test_seeds_run_once_per_seed_and_combine(trained, coco_tiny, tmp_path):
         assert spread["std"] == pytest.approx(np.std(values, ddof=1))
         assert result.per_seed[method]["3"] == per_seed[3].methods[method]
     assert [c.command for c in result.commands] == ["train", "eval"]
+    # the intervals are those of the seed-averaged difference: their centre is the difference
+    # of the means over the seeds
+    assert {(c["baseline"], c["metric"]) for c in result.comparisons} == {
+        ("avg", "accuracy"),
+        ("avg", "mean_class_accuracy"),
+    }
+    for c in result.comparisons:
+        means = {m: result.methods[m][c["metric"]] for m in ("deepo2p", "avg")}
+        assert c["difference"] == pytest.approx(means["deepo2p"] - means["avg"])
+        assert c["seeds"] == 2 and c["low"] <= c["difference"] <= c["high"]
+    assert "region_predictions" not in result.details  # one file per seed
+    assert saved.comparisons == result.comparisons
 
     resumed = task.train(
         tiny_config(coco_tiny, tmp_path, "train.seeds=0,3,5", "train.steps=3", *methods),
@@ -239,6 +268,9 @@ def test_seeds_run_once_per_seed_and_combine(trained, coco_tiny, tmp_path):
         ("model.trainable=some", "`model.trainable`"),
         ("model.eps=0", "`model.eps`"),
         ("model.descriptor_norm=layer", "model.descriptor_norm"),
+        ("compare_method=best", "`compare_method`"),
+        ("confidence=1", "`confidence`"),
+        ("bootstrap_resamples=0", "`bootstrap_resamples`"),
         ("nonsense=1", "unknown config key"),
     ],
 )
@@ -297,3 +329,33 @@ def test_cli_seeds_and_report(coco_tiny, tmp_path, capsys):
     assert "over 2 seeds (1, 2)" in text and f"| o2p | {mean:.3f} ± {std:.3f} |" in text
     runs = record.per_seed["o2p"]
     assert f"| o2p | {runs['1']['accuracy']:.3f}, {runs['2']['accuracy']:.3f} |" in text
+
+
+def test_region_predictions_files_and_comparison_errors(tmp_path):
+    from matbackprop.errors import DataFileError
+    from matbackprop.tasks._regions import (
+        bootstrap_comparisons,
+        read_region_predictions,
+        save_region_predictions,
+    )
+
+    labels, images = torch.tensor([0, 1, 1, 2]), torch.tensor([5, 5, 9, 9])
+    path = save_region_predictions(
+        tmp_path / "r.npz", labels, images, {"a": torch.tensor([0, 1, 0, 2]), "b": labels}
+    )
+    run = read_region_predictions(path)
+    assert run["predicted_a"].tolist() == [0, 1, 0, 2] and run["image_ids"].tolist() == [5, 5, 9, 9]
+    kw = {"split": "val", "n_resamples": 50, "confidence": 0.9, "seed": 0}
+    (acc, mca) = bootstrap_comparisons([run], "a", ["a", "b"], **kw)
+    assert (acc["metric"], acc["difference"]) == ("accuracy", pytest.approx(-0.25))
+    assert mca["difference"] == pytest.approx((1 + 1 + 0.5) / 3 - 1)
+    assert "over the 2 val images" in acc["procedure"]
+    assert bootstrap_comparisons([run], "c", ["a", "b"], **kw) == []  # not evaluated
+    other = {**run, "labels": np.array([0, 1, 1, 1])}
+    with pytest.raises(ValueError, match="same regions"):
+        bootstrap_comparisons([run, other], "a", ["a", "b"], **kw)
+    with pytest.raises(FileNotFoundError):
+        read_region_predictions(tmp_path / "none.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataFileError):
+        read_region_predictions(tmp_path / "bad.npz")

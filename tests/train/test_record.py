@@ -122,7 +122,7 @@ def _seed_record(seed: int, accuracy: float, command: CommandRecord) -> RunRecor
         training={"a": {"train_time": 10.0 * (seed + 1)}},
         commands=[command],
         figures=[f"fig{seed}.png"],
-        details={"images": 3},
+        details={"images": 3, "file": f"s{seed}.npz"},
         environment={"seed_env": seed},
     )
 
@@ -145,7 +145,8 @@ def test_combine_seeds_keeps_each_seed_and_gives_mean_std_n():
     }
     assert combined.aggregate["b"]["accuracy"]["std"] == 0.0
     assert combined.training == {"a": {"train_time": pytest.approx(20.0)}}
-    # one command listed once; the first seed's figures and details, the last seed's environment
+    # one command listed once; the details all seeds share, the first seed's figures, the last
+    # seed's environment
     assert [c.command for c in combined.commands] == ["train"]
     assert combined.figures == ["fig0.png"] and combined.details == {"images": 3}
     assert combined.environment == {"seed_env": 2}

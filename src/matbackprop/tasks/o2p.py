@@ -64,7 +64,17 @@ from matbackprop.train import (
 )
 
 from ._figures import readable_region_items, save_region_figure
-from ._regions import class_weights, collate_for, cross_entropy_loss, predict, scores
+from ._regions import (
+    REGIONS_FILE,
+    bootstrap_comparisons,
+    class_weights,
+    collate_for,
+    cross_entropy_loss,
+    predict,
+    read_region_predictions,
+    save_region_predictions,
+    scores,
+)
 from ._runs import (
     evaluate_over_seeds,
     save_evaluation_record,
@@ -190,6 +200,17 @@ class Config:
         Images per evaluation batch.
     figure_images : int
         Evaluation images drawn in ``predictions.png`` (0: no picture).
+    compare_method : str, optional
+        The method whose paired difference to every other evaluated method (accuracy and mean
+        class accuracy) gets a bootstrap interval in ``metrics.json`` (None: none): a paired
+        cluster bootstrap over the evaluation images, each region's correctness averaged over
+        the seeds (:func:`matbackprop.metrics.paired_bootstrap_ci`).
+    bootstrap_resamples : int
+        Bootstrap draws of those intervals (>= 1).
+    confidence : float
+        Their level, in (0, 1).
+    bootstrap_seed : int
+        Seed of the bootstrap draws.
     """
 
     train: TrainConfig = field(default_factory=_default_train)
@@ -206,9 +227,17 @@ class Config:
     class_balance: Annotated[float, Range(ge=0, le=1)] = 0.0
     eval_batch_size: Annotated[int, Range(ge=1)] = 8
     figure_images: Annotated[int, _AT_LEAST_0] = 4
+    compare_method: str | None = "deepo2p"
+    bootstrap_resamples: Annotated[int, Range(ge=1)] = 10_000
+    confidence: Annotated[float, Range(gt=0, lt=1)] = 0.95
+    bootstrap_seed: Annotated[int, _AT_LEAST_0] = 0
 
     def __post_init__(self) -> None:
         validate_fields(self)
+        if self.compare_method is not None and self.compare_method not in METHODS:
+            raise ConfigError(
+                f"`compare_method` must be one of {METHODS} or none, got {self.compare_method!r}"
+            )
         if self.train_split == HOLDOUT_SPLIT:
             raise ConfigError(
                 f"`train_split` cannot be {HOLDOUT_SPLIT!r} (it names held-out training images)"
@@ -366,8 +395,8 @@ def _holdout_eval_fn(config: Config, base: COCORegions):
 
     def eval_fn(model: torch.nn.Module, step: int) -> dict[str, float]:
         device = next(model.parameters()).device
-        logits, labels, _ = predict(model, held, config.eval_batch_size, device, COLLATE)
-        held_scores = scores(logits, labels, base.num_classes)
+        out = predict(model, held, config.eval_batch_size, device, COLLATE)
+        held_scores = scores(out.logits, out.labels, base.num_classes)
         return {
             "holdout_accuracy": held_scores["accuracy"],
             "holdout_mean_class_accuracy": held_scores["mean_class_accuracy"],
@@ -432,7 +461,24 @@ def _load_method(path: Path, method: str, num_classes: int, device: torch.device
     return model.to(device), state, saved
 
 
-@evaluate_over_seeds
+def _comparisons(config: Config, records: dict[Any, RunRecord]) -> list[dict[str, Any]]:
+    """The paired bootstrap intervals of ``compare_method`` − each other method, from the
+    region predictions of every seed's evaluation (see ``Config.compare_method``)."""
+    if config.compare_method is None:
+        return []
+    runs = [read_region_predictions(r.details["region_predictions"]) for r in records.values()]
+    return bootstrap_comparisons(
+        runs,
+        config.compare_method,
+        list(config.methods),
+        split=next(iter(records.values())).split,
+        n_resamples=config.bootstrap_resamples,
+        confidence=config.confidence,
+        seed=config.bootstrap_seed,
+    )
+
+
+@evaluate_over_seeds(compare=_comparisons)
 def evaluate(
     config: Config,
     *,
@@ -440,13 +486,15 @@ def evaluate(
     split: str | None = None,
     out_dir: str | Path | None = None,
 ) -> RunRecord:
-    """Evaluate the trained methods on ``split``; write ``metrics.json`` and a picture.
+    """Evaluate the trained methods on ``split``; write ``metrics.json``, ``regions.npz`` (each
+    region's label, image id and predicted class per method) and a picture.
 
     ``checkpoint`` is a method's checkpoint ``<run>/<method>/last.pt`` or the run folder
     ``<run>`` (default ``config.train.run_dir``); every method of ``config.methods`` is
     evaluated from ``<run>/<method>/last.pt`` (the given file for its own method), each model
     rebuilt from the config saved in its checkpoint. ``config`` gives the data settings and
     the methods. ``split``: e.g. ``"val2017"`` or ``"holdout"`` (default ``eval_split``).
+    ``metrics.json`` holds the ``comparisons`` of ``compare_method`` with each other method.
 
     Raises
     ------
@@ -464,11 +512,12 @@ def evaluate(
         methods: dict[str, Any] = {}
         training: dict[str, Any] = {}
         predictions: dict[str, list[torch.Tensor]] = {}
+        predicted: dict[str, torch.Tensor] = {}
         for method, path in files.items():
             t0 = time.monotonic()
             model, state, saved = _load_method(path, method, items.num_classes, device)
-            logits, labels, counts = predict(model, items, config.eval_batch_size, device, COLLATE)
-            entry = scores(logits, labels, items.num_classes)
+            out = predict(model, items, config.eval_batch_size, device, COLLATE)
+            entry = scores(out.logits, out.labels, items.num_classes)
             entry.update(
                 checkpoint=str(path),
                 step=int(state.get("step", 0)),
@@ -480,10 +529,13 @@ def evaluate(
                     entry[f"trained_{key}"] = saved[key]
             methods[method] = entry
             training[method] = {k: entry[k] for k in ("step", "train_time", "checkpoint")}
-            offsets = np.cumsum([0, *counts])
-            predicted = logits.argmax(-1)
-            predictions[method] = [predicted[offsets[i] : offsets[i + 1]] for i in shown]
+            offsets = np.cumsum([0, *out.counts])
+            predicted[method] = out.logits.argmax(-1)
+            predictions[method] = [predicted[method][offsets[i] : offsets[i + 1]] for i in shown]
         out_dir.mkdir(parents=True, exist_ok=True)
+        regions = save_region_predictions(
+            out_dir / REGIONS_FILE, out.labels, out.image_ids, predicted
+        )
         figures = []
         if shown:
             path = out_dir / "predictions.png"
@@ -497,7 +549,7 @@ def evaluate(
             split=split,
             methods=methods,
             figures=figures,
-            details={"images": len(items)},
+            details={"images": len(items), "region_predictions": str(regions)},
             device=device,
             training=training,
         )

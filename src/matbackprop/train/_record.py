@@ -179,8 +179,11 @@ class CommandRecord:
         return f"{self.shell}  # {self.wall_time:.0f} s"
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init and
-                not f.name.startswith("_")}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.init and not f.name.startswith("_")
+        }
 
 
 _CURRENT: contextvars.ContextVar[CommandRecord | None] = contextvars.ContextVar(
@@ -251,9 +254,10 @@ class RunRecord:
         ``per_seed`` holds each seed's ``methods`` entries; ``aggregate`` the mean, sample
         standard deviation and count of every numeric value (bools excluded) that all seeds of
         a method report; ``methods`` and ``training`` the means. Commands are merged (each
-        listed once, in order); the environment is the last seed's, the figures and details
-        the first seed's. ``config`` and ``run_dir`` describe the combined run (default: the
-        first seed's).
+        listed once, in order); ``details`` are those every seed reports with one value (the
+        others stay in each seed's own record); the environment is the last seed's and the
+        figures the first seed's. ``config`` and ``run_dir`` describe the combined run
+        (default: the first seed's).
 
         Raises
         ------
@@ -296,7 +300,11 @@ class RunRecord:
             environment=dict(runs[-1].environment),
             config=dict(config) if config is not None else dict(first.config),
             figures=list(first.figures),
-            details=dict(first.details),
+            details={
+                k: v
+                for k, v in first.details.items()
+                if all(k in r.details and r.details[k] == v for r in runs)
+            },
             run_dir=str(run_dir) if run_dir is not None else first.run_dir,
             seeds=seeds,
             per_seed=per_seed,
