@@ -201,7 +201,8 @@ def evaluate_over_seeds(
         if not root.is_dir():
             raise ValueError(
                 f"with `train.seeds` {config.train.seeds}, `checkpoint` must be the run folder "
-                f"holding {seed_folder(config.train.seeds[0])}/ ..., got {root}"
+                f"holding {seed_folder(config.train.seeds[0])}/ ..., got {root} (to evaluate one "
+                "seed's run, set train.seeds=none)"
             )
         with recording("eval", split=split, out_dir=str(out)) as command:
             records = {
