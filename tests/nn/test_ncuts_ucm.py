@@ -339,3 +339,52 @@ def test_calibrations_keep_the_hierarchy_and_max_reaches_one():
         assert same_partition(ucm2_segmentation(u_exp, t_exp), ucm2_segmentation(u_max, t_max))
     with pytest.raises(ValueError, match="calibration"):
         ultrametric_contour_map(sp, x, calibration="rank")
+
+
+# ------------------------------------------------------------------------------ ucm2_levels
+
+
+def test_ucm2_levels_are_every_distinct_segmentation_coarse_to_fine():
+    from matbackprop.nn.functional import ucm2_levels
+
+    idx = random_superpixels(3)
+    graph = region_adjacency(idx)
+    x = torch.randn(graph.num_nodes, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
+    u = ultrametric_contour_map(idx, x, calibration="max", levels=6)
+    thresholds, levels = ucm2_levels(u)
+    values = sorted({float(v) for v in u.unique()} | {0.0})
+    assert thresholds == values[-2::-1]  # every value but the top, decreasing
+    assert len(levels) <= 6
+    counts = [int(level.max()) + 1 for level in levels]
+    assert counts == sorted(counts) and len(set(counts)) == len(counts)
+    for t, level in zip(thresholds, levels, strict=True):
+        assert torch.equal(level, ucm2_segmentation(u, t))
+    # nested: every finer region lies inside one coarser region
+    for coarse, fine in itertools.pairwise(levels):
+        pairs = torch.unique(torch.stack([fine.reshape(-1), coarse.reshape(-1)]), dim=1)
+        assert pairs.shape[1] == int(fine.max()) + 1
+    # the finest level at threshold 0 is the superpixel map up to zero-height merges
+    assert counts[-1] <= graph.num_nodes
+
+
+def test_ucm2_levels_of_a_flat_map_is_one_region():
+    from matbackprop.nn.functional import ucm2_levels
+
+    thresholds, levels = ucm2_levels(torch.zeros(5, 7, dtype=F64))
+    assert thresholds == [0.0] and len(levels) == 1 and int(levels[0].max()) == 0
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (torch.zeros(4, 5, dtype=F64), "shape"),
+        (torch.zeros(5, 5, dtype=torch.long), "dtype|float"),
+        (-torch.ones(5, 5, dtype=F64), "non-negative"),
+        (torch.full((5, 5), float("nan"), dtype=F64), "finite"),
+    ],
+)
+def test_ucm2_levels_rejects_bad_maps(bad, match):
+    from matbackprop.nn.functional import ucm2_levels
+
+    with pytest.raises(ValueError, match=match):
+        ucm2_levels(bad)

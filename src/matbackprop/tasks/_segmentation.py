@@ -1,7 +1,8 @@
 """What the segmentation tasks (``demo`` on texture mosaics, ``ncuts`` on BSDS500) share.
 
 - :func:`fit_deep_ncuts` with :func:`ncuts_training_loss`: DeepNCuts on the shared trainer;
-- :func:`evaluate_segmenters`: hierarchies of every method scored with the BSDS metrics;
+- :func:`evaluate_segmenters`: hierarchies of every method scored with the BSDS metrics
+  (:func:`benchmark_entry`: the metrics of one method over images);
 - :func:`tune_classic`: the classic baseline's bandwidths, grid-searched on training images
   (:func:`tune_and_save_classic` / :func:`read_classic`: into and from the run folder);
 - :func:`ods_level`, :func:`level_like_ground_truth`: which hierarchy level a picture shows;
@@ -107,6 +108,29 @@ def _segment_all(
     return hierarchies
 
 
+def benchmark_entry(evaluations: Sequence[Any], boundaries: bool) -> dict[str, Any]:
+    """The metrics of a method over images (``ImageEvaluation`` list): covering, PRI and VoI
+    at ODS/OIS (and the covering of each level), with ``boundaries`` also boundary F ODS/OIS
+    and AP -- the keys every report reads."""
+    region = aggregate_region(evaluations)
+    entry: dict[str, Any] = {
+        "covering_ods": region.covering_ods,
+        "covering_ois": region.covering_ois,
+        "covering_best": region.covering_best,
+        "pri_ods": region.pri_ods,
+        "pri_ois": region.pri_ois,
+        "voi_ods": region.voi_ods,
+        "voi_ois": region.voi_ois,
+        "covering_per_level": [float(x) for x in region.covering],
+    }
+    if boundaries:
+        boundary = aggregate_boundary(evaluations)
+        entry.update(
+            boundary_ods_f=boundary.ods_f, boundary_ois_f=boundary.ois_f, boundary_ap=boundary.ap
+        )
+    return entry
+
+
 def evaluate_segmenters(
     segmenters: dict[str, Segmenter],
     images: Sequence[Tensor],
@@ -145,25 +169,8 @@ def evaluate_segmenters(
                 for i, levels in enumerate(levels_all)
             ]
             evaluations = list(pool.map(_score, jobs)) if pool else [_score(j) for j in jobs]
-            region = aggregate_region(evaluations)
-            entry = {
-                "covering_ods": region.covering_ods,
-                "covering_ois": region.covering_ois,
-                "covering_best": region.covering_best,
-                "pri_ods": region.pri_ods,
-                "pri_ois": region.pri_ois,
-                "voi_ods": region.voi_ods,
-                "voi_ois": region.voi_ois,
-                "covering_per_level": [float(x) for x in region.covering],
-                "seconds": time.perf_counter() - start,
-            }
-            if boundaries:
-                boundary = aggregate_boundary(evaluations)
-                entry.update(
-                    boundary_ods_f=boundary.ods_f,
-                    boundary_ois_f=boundary.ois_f,
-                    boundary_ap=boundary.ap,
-                )
+            entry = benchmark_entry(evaluations, boundaries)
+            entry["seconds"] = time.perf_counter() - start
             metrics[method] = entry
             print(
                 f"{method}: covering ODS {entry['covering_ods']:.3f} ({entry['seconds']:.0f} s)",

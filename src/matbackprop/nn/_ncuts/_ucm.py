@@ -515,3 +515,55 @@ def ucm2_segmentation(ucm2: Tensor, threshold: float) -> Tensor:
         flat = new
     _, out = torch.unique(flat, return_inverse=True)
     return out.reshape(H, W)
+
+
+def ucm2_levels(ucm2: Tensor) -> tuple[list[float], list[Tensor]]:
+    """Every distinct segmentation of a ``ucm2``, coarse to fine (the BSDS ``segs`` of it).
+
+    With ``0 = u_0 < u_1 < … < u_L`` the distinct values of ``ucm2``, level ``j`` is
+    :func:`ucm2_segmentation` at threshold ``u_j`` for ``j = L−1, …, 0`` (the threshold ``u_L``
+    would merge everything into one region and is left out): at most ``L`` nested label maps,
+    the first the coarsest. A quantized map (:func:`quantize_levels`) has at most ``levels``.
+
+    Parameters
+    ----------
+    ucm2 : Tensor, shape (2H+1, 2W+1)
+        Ultrametric contour map (values >= 0).
+
+    Returns
+    -------
+    thresholds : list of float
+        The threshold of each level (decreasing).
+    levels : list of Tensor, each (H, W), long
+        Label maps ``0 .. R−1``, coarse to fine, nested.
+
+    Raises
+    ------
+    ValueError
+        If ``ucm2`` is not a finite non-negative map of odd size.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import ucm2_from_heights, ucm2_levels
+    >>> idx = torch.tensor([[0, 1], [2, 3]])
+    >>> pairs = torch.tensor([[0, 1], [0, 2], [1, 3], [2, 3]])
+    >>> u = ucm2_from_heights(idx, pairs, torch.tensor([0.25, 0.5, 0.5, 0.25]))
+    >>> thresholds, levels = ucm2_levels(u)
+    >>> thresholds
+    [0.25, 0.0]
+    >>> [int(level.max()) + 1 for level in levels]
+    [2, 4]
+    """
+    ucm2 = require_tensor(ucm2, "ucm2")
+    check_float_dtype(ucm2, "ucm2")
+    if ucm2.ndim != 2 or ucm2.shape[0] % 2 == 0 or ucm2.shape[1] % 2 == 0:
+        raise ValueError(f"`ucm2` must have shape (2H+1, 2W+1), got {tuple(ucm2.shape)}")
+    check_finite(ucm2, "ucm2")
+    if bool((ucm2 < 0).any()):
+        raise ValueError("`ucm2` must be non-negative")
+    values = torch.unique(ucm2.detach().cpu()).tolist()  # ascending
+    if values[0] != 0.0:
+        values = [0.0, *values]
+    thresholds = values[-2::-1] if len(values) > 1 else [0.0]
+    return thresholds, [ucm2_segmentation(ucm2, t) for t in thresholds]

@@ -16,7 +16,7 @@ Decoding a spectral embedding
 Ultrametric contour maps (nested hierarchies of superpixels)
     :func:`region_adjacency`, :func:`spectral_node_embedding`, :func:`pair_distances`,
     :func:`agglomerate`, :func:`ucm2_from_heights`, :func:`quantize_levels`,
-    :func:`ultrametric_contour_map`, :func:`ucm2_segmentation`.
+    :func:`ultrametric_contour_map`, :func:`ucm2_segmentation`, :func:`ucm2_levels`.
 A local counterpart of the NCuts loss
     :func:`pairwise_affinity_loss`.
 """
@@ -34,6 +34,7 @@ from .._ncuts._ucm import (
     region_adjacency,
     spectral_node_embedding,
     ucm2_from_heights,
+    ucm2_levels,
     ucm2_segmentation,
     ultrametric_contour_map,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "spectral_node_embedding",
     "symmetric_dim",
     "ucm2_from_heights",
+    "ucm2_levels",
     "ucm2_segmentation",
     "ultrametric_contour_map",
     "unvectorize_symmetric",
