@@ -71,7 +71,7 @@ TASKS: dict[str, TaskInfo] = {
     ),
     "ncuts": TaskInfo(
         "matbackprop.tasks.ncuts",
-        "DeepNCuts on BSDS500 vs classic and frozen-feature normalized cuts",
+        "DeepNCuts on BSDS500 vs classic, frozen-feature and local-loss NCuts (ultrametric maps)",
     ),
     "o2p": TaskInfo(
         "matbackprop.tasks.o2p",

@@ -80,7 +80,12 @@ from matbackprop.train import (
 
 from ._figures import save_ucm_figure
 from ._node_cache import CachedNodeItems, NodeCache, NodeEntry
-from ._runs import save_evaluation_record, save_training_record
+from ._runs import (
+    evaluate_over_seeds,
+    save_evaluation_record,
+    save_training_record,
+    train_over_seeds,
+)
 from ._segmentation import benchmark_entry, quiet_eigengaps
 from ._ucm_benchmark import UCMBenchmark
 
@@ -315,6 +320,7 @@ def _method_train_config(config: Config, method: str) -> TrainConfig:
     return dataclasses.replace(config.train, out_dir=config.train.run_dir, name=method)
 
 
+@train_over_seeds
 def train(config: Config, *, resume: bool = False) -> RunRecord:
     """Tune the classic baseline, then train the local-loss head and DeepNCuts (seed
     ``train.seed``) on cached descriptors of the train split."""
@@ -486,6 +492,7 @@ def _trained_model(config: Config, method: str, run_dir: Path, device: Any):
     return model.to(device).eval(), path
 
 
+@evaluate_over_seeds
 def evaluate(
     config: Config,
     *,
