@@ -52,7 +52,7 @@ def test_train_writes_every_method_and_resumes(trained, tiny_bsds):
 
 def test_eval_scores_all_methods_and_saves_official_results(trained, tiny_bsds, tmp_path):
     eval_dir, saved = tmp_path / "eval", tmp_path / "segs"
-    args = _args(tiny_bsds, eval_dir) + ["--set", f"save_segmentations={saved}"]
+    args = _args(tiny_bsds, eval_dir) + ["--save-segmentations", str(saved)]
     assert main(["eval", "ncuts", "--checkpoint", str(trained), "--split", "val", *args]) == 0
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     methods = metrics["methods"]
@@ -78,6 +78,32 @@ def test_eval_scores_all_methods_and_saves_official_results(trained, tiny_bsds, 
             evaluations.append(evaluate_ucm2(ucm2, [g.numpy() for g in sample.segmentations]))
         covering = aggregate_region(evaluations).covering_ods
         assert covering == pytest.approx(methods[method]["covering_ods"], abs=1e-9)
+
+
+def test_seeds_train_evaluate_and_save_without_overwriting(tiny_bsds, tmp_path):
+    out, saved = tmp_path / "runs", tmp_path / "segs"
+    args = [*_args(tiny_bsds, out), "--set", "methods=[classic_ncuts,deep_ncuts]", "--seeds", "0,1"]
+    assert main(["train", "ncuts", *args]) == 0
+    run = out / "tiny"
+    assert (run / "seed_0" / "deep_ncuts" / "last.pt").is_file()
+    assert (run / "seed_1" / "deep_ncuts" / "last.pt").is_file()
+    eval_args = [*args[:-2], "--seeds", "0,1", "--save-segmentations", str(saved)]
+    eval_args[eval_args.index("--out") + 1] = str(tmp_path / "eval")
+    assert main(["eval", "ncuts", "--checkpoint", str(run), "--split", "val", *eval_args]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["seeds"] == [0, 1]
+    deep = metrics["aggregate"]["deep_ncuts"]["covering_ods"]
+    per_seed = [metrics["per_seed"]["deep_ncuts"][s]["covering_ods"] for s in ("0", "1")]
+    assert deep["n"] == 2 and deep["mean"] == pytest.approx(np.mean(per_seed))
+    # the first seed writes DIR/<method>, the others DIR/seed_<s>/<method>
+    first = sorted(p.name for p in (saved / "deep_ncuts").glob("*.mat"))
+    second = sorted(p.name for p in (saved / "seed_1" / "deep_ncuts").glob("*.mat"))
+    assert first and first == second
+
+
+def test_save_segmentations_flag_needs_a_task_that_writes_them(tmp_path, capsys):
+    code = main(["eval", "o2p", "--checkpoint", str(tmp_path), "--save-segmentations", "x"])
+    assert code != 0 and "does not write segmentations" in capsys.readouterr().err
 
 
 def test_any_split_in_the_official_layout(trained, tiny_bsds, tmp_path):

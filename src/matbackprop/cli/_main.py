@@ -14,6 +14,7 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -122,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default=None, help="split to evaluate (e.g. val, val2017)")
     _add_config(evaluate)
     evaluate.add_argument("--out", type=Path, default=None, help="output folder")
+    evaluate.add_argument(
+        "--save-segmentations",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write each method's segmentations in the BSDS format, DIR/<method>/<id>.mat "
+        "(tasks with a save_segmentations setting; other seeds in DIR/seed_<s>/)",
+    )
     _add_common(evaluate)
 
     report = sub.add_parser("report", help="write a Markdown report from run outputs")
@@ -154,6 +163,10 @@ def _overrides(task, args: argparse.Namespace) -> list[str]:
         items.append(f"train.seed={args.seed}")
     if args.seeds is not None:
         items.append(f"train.seeds={args.seeds}")
+    if getattr(args, "save_segmentations", None) is not None:
+        if not any(f.name == "save_segmentations" for f in dataclasses.fields(task.Config)):
+            raise ValueError(f"task {args.task!r} does not write segmentations")
+        items.append(f"save_segmentations={args.save_segmentations}")
     if args.out is not None and args.command == "train":
         items.append(f"train.out_dir={args.out}")
     elif args.out is not None and args.command not in ("train", "eval"):  # a run folder

@@ -114,20 +114,27 @@ def seed_folder(seed: int) -> str:
 
 def seed_configs(config: Any) -> dict[int, Any]:
     """``{seed: config}`` of each seed of ``config.train.seeds``: ``train.seed = s``,
-    ``train.seeds = None`` and the run folder ``<run_dir>/seed_<s>``; ``{}`` without seeds."""
+    ``train.seeds = None`` and the run folder ``<run_dir>/seed_<s>``; ``{}`` without seeds.
+
+    A task output folder of the config (a ``save_segmentations`` field) stays as it is for the
+    first seed and becomes ``<folder>/seed_<s>`` for the others, so no seed overwrites another.
+    """
     seeds = config.train.seeds
     if seeds is None:
         return {}
     run_dir = config.train.run_dir
-    return {
-        s: dataclasses.replace(
-            config,
-            train=dataclasses.replace(
+    configs = {}
+    for i, s in enumerate(seeds):
+        changes: dict[str, Any] = {
+            "train": dataclasses.replace(
                 config.train, seed=s, seeds=None, out_dir=run_dir, name=seed_folder(s)
-            ),
-        )
-        for s in seeds
-    }
+            )
+        }
+        folder = getattr(config, "save_segmentations", None)
+        if folder is not None and i > 0:
+            changes["save_segmentations"] = Path(folder) / seed_folder(s)
+        configs[s] = dataclasses.replace(config, **changes)
+    return configs
 
 
 def train_over_seeds(train_one: Callable[..., RunRecord]) -> Callable[..., RunRecord]:
