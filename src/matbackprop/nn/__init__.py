@@ -15,11 +15,11 @@ functions are in :mod:`matbackprop.nn.functional` (as with ``torch.nn``).
 """
 
 from . import functional
+from ._ncuts._graph import RegionAdjacency
 from ._ncuts._kmeans import KMeansResult
 from ._ncuts._module import NormalizedCuts
 from ._ncuts._options import NCutsOptions
 from ._ncuts._result import EigengapWarning, NCutsResult
-from ._ncuts._ucm import RegionAdjacency
 from ._pooling._module import SecondOrderPooling
 from ._pooling._options import PoolingOptions
 from ._spd import BiMap, LogEig, ReEig

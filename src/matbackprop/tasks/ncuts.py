@@ -41,7 +41,6 @@ the official BSDS format (``segs``: the levels coarse to fine as uint16, ``ucm2`
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -78,6 +77,7 @@ from matbackprop.train import (
     validate_fields,
 )
 
+from ._classic_tuning import CLASSIC_FILE, read_classic, tune_classic
 from ._figures import save_ucm_figure
 from ._node_cache import CachedNodeItems, NodeCache, NodeEntry
 from ._runs import (
@@ -105,7 +105,6 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "classic_k=[16]",
     ),
 }
-CLASSIC_FILE = "classic_ncuts.json"
 
 _POSITIVE = Range(ge=1)
 
@@ -333,7 +332,12 @@ def train(config: Config, *, resume: bool = False) -> RunRecord:
         timings = {"nodes": time.perf_counter() - start, **cache.timings}
         classic = {}
         if "classic_ncuts" in config.methods:
-            classic = _tuned_classic(config, cache, run_dir, resume)
+            classic = tune_classic(
+                config,
+                run_dir,
+                lambda: _images(config, config.train_split, config.tune_images, 1, cache),
+                cache.settings(1),
+            )
             timings["classic_tuning"] = classic.get("seconds", 0.0)
         descriptors = torch.cat([e.descriptors[0].float() for e in items.entries])
         summaries = {}
@@ -359,90 +363,6 @@ def train(config: Config, *, resume: bool = False) -> RunRecord:
             resume=resume,
             details={"classic_params": classic, "seconds": timings, "train_images": len(items)},
         )
-
-
-def _tuned_classic(config: Config, cache: NodeCache, run_dir: Path, resume: bool) -> dict:
-    """Grid-search the classic baseline by covering ODS (region benchmark) on the first
-    ``tune_images`` training images; written to ``<run_dir>/classic_ncuts.json`` (reused on
-    resume, and by any run with the same grid and nodes)."""
-    path = run_dir / CLASSIC_FILE
-    grid: dict[str, Any] = {
-        "sigma_lab": config.classic_sigma_lab,
-        "sigma_xy": config.classic_sigma_xy,
-        "radius": config.classic_radius,
-        "k": config.classic_k,
-        "tune_images": config.tune_images,
-        "nodes": cache.settings(1),
-        "levels": config.levels,
-    }
-    shared = config.cache_root() / "classic" / f"{_fingerprint(grid)}.json"
-    for known_path in (path, shared):
-        if known_path.is_file():
-            known = json.loads(known_path.read_text())
-            if known.get("grid") == grid:
-                path.write_text(json.dumps(known, indent=2))
-                return known
-    start = time.perf_counter()
-    images = _images(config, config.train_split, config.tune_images, 1, cache)
-    gts = [s.segmentations for s in images.samples]
-    scores = []
-    bench_cache = config.cache_root() / "benchmark"
-    with UCMBenchmark(config.eval_workers, boundaries=False, cache=bench_cache) as bench:
-        for s_lab in config.classic_sigma_lab:
-            for s_xy in config.classic_sigma_xy:
-                for radius in config.classic_radius:
-                    base = ClassicLabNCuts(s_lab, s_xy, radius)
-                    spectra = [
-                        base.spectral_embedding(s.image, e.node_index, max(config.classic_k)).Z[0]
-                        for s, e in zip(images.samples, images.entries, strict=True)
-                    ]
-                    for k in config.classic_k:
-                        decoder = UCMDecoder(k=k, levels=config.levels)
-                        ucms = [
-                            decoder.ucm2(Z, e.node_index)
-                            for Z, e in zip(spectra, images.entries, strict=True)
-                        ]
-                        score = benchmark_entry(bench.score(ucms, gts), False)["covering_ods"]
-                        scores.append(
-                            {"sigma_lab": s_lab, "sigma_xy": s_xy, "radius": radius, "k": k,
-                             "covering_ods": score}
-                        )  # fmt: skip
-                        print(f"classic NCuts {scores[-1]}", file=sys.stderr, flush=True)
-    best = max(scores, key=lambda s: s["covering_ods"])
-    params = {
-        **{key: best[key] for key in ("sigma_lab", "sigma_xy", "radius", "k")},
-        "tuning": scores,
-        "grid": grid,
-        "seconds": time.perf_counter() - start,
-    }
-    for target in (shared, path):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(params, indent=2))
-    return params
-
-
-def _fingerprint(data: Any) -> str:
-    import hashlib
-
-    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def read_classic(config: Config, run_dir: Path) -> ClassicLabNCuts:
-    """The classic baseline tuned by ``matbackprop train ncuts`` in ``run_dir``."""
-    path = run_dir / CLASSIC_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: run `matbackprop train ncuts` first (it tunes the classic "
-            "baseline on training images)"
-        )
-    p = json.loads(path.read_text())
-    return ClassicLabNCuts(
-        p["sigma_lab"],
-        p["sigma_xy"],
-        p["radius"],
-        decoder=UCMDecoder(k=int(p["k"]), levels=config.levels),
-        superpixels=config.nodes,
-    )
 
 
 # --------------------------------------------------------------------------------------------

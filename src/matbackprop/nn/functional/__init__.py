@@ -23,16 +23,14 @@ A local counterpart of the NCuts loss
 
 from .._ncuts._affinity import gaussian_affinity
 from .._ncuts._decode import decode_labels, lift_labels, ncuts_hierarchy, spectral_discretize
+from .._ncuts._graph import pair_distances, region_adjacency, spectral_node_embedding
 from .._ncuts._kmeans import kmeans
 from .._ncuts._layer import normalized_cuts, normalized_cuts_affinity
 from .._ncuts._loss import ncuts_loss, ncuts_loss_dense, segment_counts
 from .._ncuts._pairwise_loss import pairwise_affinity_loss
 from .._ncuts._ucm import (
     agglomerate,
-    pair_distances,
     quantize_levels,
-    region_adjacency,
-    spectral_node_embedding,
     ucm2_from_heights,
     ucm2_levels,
     ucm2_segmentation,
