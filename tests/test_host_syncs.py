@@ -33,7 +33,7 @@ from matbackprop.linalg import (
     sqrtm_newton_schulz,
     svd,
 )
-from matbackprop.nn import NCutsOptions, NormalizedCuts, SecondOrderPooling
+from matbackprop.nn import BiMap, LogEig, NCutsOptions, NormalizedCuts, ReEig, SecondOrderPooling
 from matbackprop.nn.functional import (
     ncuts_loss,
     normalized_cuts,
@@ -309,6 +309,21 @@ def test_pooling_module_with_reduction_makes_no_host_sync(dtype):
     masks = _masks(dtype=dtype)
     assert_no_syncs(lambda: _backward(layer(x, masks, max_support=12), x))
     assert_no_syncs(lambda: _backward(layer(x), x))
+
+
+@pytest.mark.parametrize("signed", [None, 0.5])
+def test_pooling_signed_power_makes_no_host_sync(signed):
+    x = _features()
+    assert_no_syncs(lambda: _backward(second_order_pooling(x, signed_power=signed, check=False), x))
+
+
+# ----------------------------------------------------------------------------- SPD layers
+
+
+def test_spd_layers_make_no_host_sync():
+    A = _spd(n=6)
+    layers = torch.nn.Sequential(BiMap(6, 4), ReEig(check=False), LogEig(check=False)).double()
+    assert_no_syncs(lambda: _backward(layers(A), A))
 
 
 # ----------------------------------------------------------------------------- ncuts
