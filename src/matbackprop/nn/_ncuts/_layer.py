@@ -45,7 +45,7 @@ def _finish(
     gap = relative_eigengaps(spectrum, k, m)
     if opts.check_eigengap:
         rtol = default_eigengap_rtol(Z.dtype) if opts.eigengap_rtol is None else opts.eigengap_rtol
-        check_eigengaps(gap, k, rtol, opts.strict)
+        check_eigengaps(gap, k, rtol, opts.strict, Z.dtype)
     return finalize(Z, lam, degrees, k, gap)
 
 
