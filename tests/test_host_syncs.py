@@ -38,6 +38,7 @@ from matbackprop.nn.functional import (
     ncuts_loss,
     normalized_cuts,
     normalized_cuts_affinity,
+    pairwise_affinity_loss,
     second_order_pooling,
     segment_counts,
 )
@@ -389,3 +390,43 @@ def test_ncuts_eigengap_check_is_the_only_sync_left():
     with counter.patched():
         normalized_cuts(F, 3, num_segments=3, check=False)
     assert counter.events
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_ncuts_loss_of_a_plain_embedding_makes_no_host_sync(reduction, normalize):
+    F, labels = _ncuts_inputs()
+    Z = torch.linalg.qr(F.detach())[0][..., :3].requires_grad_()
+    degrees = (F.detach() @ F.detach().sum(-2, keepdim=True).mT).squeeze(-1).requires_grad_()
+    k = torch.tensor([3, 2])
+
+    def run():
+        loss = ncuts_loss(
+            Z,
+            labels,
+            degrees=degrees,
+            k=k,
+            num_segments=3,
+            ignore_index=2,
+            reduction=reduction,
+            normalize=normalize,
+            check=False,
+        )
+        _backward(loss, Z, degrees)
+
+    assert_no_syncs(run)
+
+
+def test_pairwise_affinity_loss_makes_no_host_sync():
+    F, labels = _ncuts_inputs()
+    pairs = torch.stack([torch.arange(39), torch.arange(1, 40)], dim=-1)
+    weights = torch.linspace(0.5, 1.0, 39, dtype=F64)
+    for ignore_index in (None, 2):
+        assert_no_syncs(
+            lambda ignore_index=ignore_index: _backward(
+                pairwise_affinity_loss(
+                    F[0], pairs, labels[0], ignore_index=ignore_index, weights=weights, check=False
+                ),
+                F,
+            )
+        )
