@@ -369,7 +369,12 @@ def test_ncuts_module_and_segment_counts_make_no_host_sync():
         result = layer(F, k, num_segments=3)
         torch.autograd.grad(ncuts_loss(result, labels, num_segments=3, check=False), F)
 
+    def run_with_labels():  # k inferred from the labels inside the layer
+        result = layer(F, labels=labels, ignore_index=2, num_segments=3)
+        torch.autograd.grad(ncuts_loss(result, labels, num_segments=3, check=False), F)
+
     assert_no_syncs(run)
+    assert_no_syncs(run_with_labels)
 
 
 def test_ncuts_affinity_makes_no_host_sync():
