@@ -23,6 +23,8 @@ def test_matrix_functions_benchmark_quick(tmp_path):
     payload = bench.main(["--quick", "--out-dir", str(tmp_path)])
     data = json.loads((tmp_path / "matrix_functions.json").read_text())
     assert data["results"] and data["table"] == payload["table"]
+    assert data["target"] == {"n": 256, "ratio_ours_over_torch": 0.70}
+    assert "floor" in data["table"] and "target (both)" in data["table"]
     for entry in data["results"]:
         assert set(entry["seconds"]) >= {
             "logm/ours",
@@ -36,6 +38,7 @@ def test_matrix_functions_benchmark_quick(tmp_path):
         # ours never produces non-finite gradients on the degenerate batch
         assert entry["nonfinite_gradients_degenerate_batch"]["logm/ours"] == 0
         assert entry["nonfinite_gradients_degenerate_batch"]["sqrtm/ours"] == 0
+        assert set(entry["floor_eigh_over_torch"]) == {"logm", "sqrtm"}
 
 
 if __name__ == "__main__":  # pragma: no cover

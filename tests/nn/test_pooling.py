@@ -390,6 +390,35 @@ def test_regions_keep_their_order_when_grouped_by_support(route):
     torch.testing.assert_close(out, expected, atol=1e-9, rtol=1e-9)
 
 
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+@pytest.mark.parametrize("route", ["auto", "gram", "covariance"])
+@pytest.mark.parametrize("center", [False, True])
+def test_plan_without_host_syncs_equals_the_grouped_plan(normalization, route, center):
+    """``check=False`` pools all regions in one group of ``max_support`` rows (or H·W); the
+    result and the gradient equal the grouped plan of ``check=True`` (float64)."""
+    if route == "gram" and normalization in ("newton_schulz", None):
+        pytest.skip("the Gram route needs a spectral normalization")
+    x = builders.conv_features(C=12).requires_grad_()
+    masks = torch.zeros(2, 3, 4, 5, dtype=F64)
+    masks[:, 0, 0, :3] = 1.0
+    masks[:, 1, 1:3, :] = 0.5  # 10 pixels
+    masks[:, 2, 3, 1] = 1.0
+    G = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(7), dtype=F64)
+    kwargs = {"normalization": normalization, "route": route, "center": center, "eps": 0.05}
+
+    def value_and_grad(**extra):
+        out = second_order_pooling(x, masks, vectorize=False, **kwargs, **extra)
+        return out.detach(), torch.autograd.grad((out * G).sum(), x)[0]
+
+    expected = value_and_grad()
+    for max_support in (None, 10, 15):  # rows: 20 >= C (covariance), 10 < C (Gram), 15 >= C
+        got = value_and_grad(check=False, max_support=max_support)
+        for value, want in zip(got, expected, strict=True):
+            torch.testing.assert_close(value, want, atol=1e-10, rtol=1e-10)
+    with pytest.raises(ValueError, match="max_support"):
+        second_order_pooling(x, masks, max_support=5, **kwargs)
+
+
 # ----------------------------------------------------------------------------- gradcheck
 
 

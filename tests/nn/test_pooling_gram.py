@@ -100,6 +100,9 @@ def test_divided_difference_vmap_friendly_form_agrees(normalization, power):
     piecewise = dd(a, b)[mask]
     vmapped = torch.func.vmap(dd)(a, b)[mask]
     torch.testing.assert_close(vmapped, piecewise, rtol=1e-13, atol=0)
+    # the same form without host syncs (check=False), outside torch.func
+    *_, dd_where = GramFunction(normalization, 1e-2, power, piecewise=False).scalar_functions()
+    torch.testing.assert_close(dd_where(a, b)[mask], piecewise, rtol=1e-13, atol=0)
 
 
 def test_g_float32_close_to_float64():
@@ -248,6 +251,16 @@ def test_plan_routes():
     assert plan_routes(support, 8, "auto", False).tolist() == [False] * 5
     assert plan_routes(support, 8, "gram", True).tolist() == [True, False, True, False, True]
     assert plan_routes(support, 8, "covariance", True).tolist() == [False] * 5
+    # one support known on the host: a plain bool, by the same rule
+    for p in support.tolist():
+        for route, ratio, available in (
+            ("auto", 0.75, True),
+            ("gram", 1.0, True),
+            ("auto", 1.0, False),
+        ):
+            host = plan_routes(p, 8, route, available, ratio)
+            assert isinstance(host, bool)
+            assert host == bool(plan_routes(torch.tensor([p]), 8, route, available, ratio)[0])
 
 
 def test_support_buckets_cover_every_region_once_in_ascending_order():

@@ -45,7 +45,7 @@ def _finish(
     gap = relative_eigengaps(spectrum, k, m)
     if opts.check_eigengap:
         rtol = default_eigengap_rtol(Z.dtype) if opts.eigengap_rtol is None else opts.eigengap_rtol
-        check_eigengaps(gap, k, rtol, opts.strict)
+        check_eigengaps(gap, k, rtol, opts.strict, Z.dtype)
     return finalize(Z, lam, degrees, k, gap)
 
 
@@ -110,6 +110,15 @@ def normalized_cuts(
     Gradients flow into ``F`` through both ``G`` and the degrees (and through the relative
     floor where it is active). Cost of the low-rank route: ``O(Bmd²)`` time, ``O(Bmd)`` memory;
     the dense route: ``O(Bm³)`` time, ``O(Bm²)`` memory.
+
+    *Solver* (``solver="auto"``, the default): the Gram solver (``d × d`` products accumulated
+    and decomposed in float64, fused streaming backward) for ``m >= 2d``, the thin SVD of
+    ``D̃^-½F`` below (and under ``torch.func``). Both have the float32 error ``eps/gap`` of the
+    SVD, not the ``eps λ₁/gap`` of a float32 Gram matrix (see
+    :class:`~matbackprop.nn.NCutsOptions` and docs/numerics.md for the measured figures).
+
+    *Host syncs.* With ``check=False``, ``check_eigengap=False`` and an ``int`` ``k`` (or a
+    tensor ``k`` with ``num_segments=``), forward and backward read nothing back to the host.
 
     References
     ----------

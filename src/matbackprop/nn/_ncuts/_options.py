@@ -58,7 +58,13 @@ class NCutsOptions(LayerOptions):
         ``"gram"``, the ``d × d`` matrix ``GᵀG`` accumulated and decomposed in float64 with a
         fused streaming backward (no ``m × d`` temporaries; as accurate as the SVD for float32
         features); ``"svd"``, the thin SVD of ``G = D̃^-½F``; ``"auto"`` (default), ``"gram"``
-        for ``m >= 2d`` and ``"svd"`` below it or under ``torch.func`` transforms.
+        for ``m >= 2d`` and ``"svd"`` below it or under ``torch.func`` transforms. Accuracy
+        (float32 ``F = rand(m, 64)²``, k = 8, gradient against float64; scripts/
+        measure_numerics.py part c): default 6.2e-5 / SVD 1.6e-4 at m = 4096, 6.7e-3 / 6.9e-3
+        at 65536, 0.54 / 0.54 at 2²⁰ (gap 6.8e-6: float32 is hopeless there, use float64
+        features), where a float32 ``GᵀG`` gives 5.6e-4 / 1.4e-2 / 0.78. Speed: the crossover
+        ``m = 2d`` is where the SVD of the thin ``m × d`` matrix stops being as fast; it is
+        re-measured by ``benchmarks/bench_ncuts.py --crossover`` (docs/numerics.md).
     eigengap_rtol : float, optional
         Threshold of the eigengap check (``>= 0``), default ``sqrt(eps)`` of the dtype.
     check_eigengap : bool

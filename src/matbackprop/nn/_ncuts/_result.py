@@ -72,8 +72,15 @@ def relative_eigengaps(spectrum: Tensor, k: Tensor, m: int) -> Tensor:
     return torch.where(k >= m, torch.full_like(gap, float("inf")), gap)
 
 
-def check_eigengaps(gap: Tensor, k: Tensor, rtol: float, strict: bool) -> None:
-    """Warn (:class:`EigengapWarning`) or raise (``strict``) where ``gap < rtol``."""
+def check_eigengaps(
+    gap: Tensor, k: Tensor, rtol: float, strict: bool, dtype: torch.dtype = torch.float64
+) -> None:
+    """Warn (:class:`EigengapWarning`) or raise (``strict``) where ``gap < rtol``.
+
+    The message gives the expected relative error ``eps/gap`` of the embedding (and of its
+    gradient) in ``dtype`` at the smallest gap, and names the remedies: float64 features
+    (float32 only), a larger gap, a smaller ``k``.
+    """
     bad = gap < rtol
     if not bool(bad.any()):
         return
@@ -81,10 +88,18 @@ def check_eigengaps(gap: Tensor, k: Tensor, rtol: float, strict: bool) -> None:
     shown = images[:8]
     details = ", ".join(f"image {b}: k={int(k[b])}, gap={float(gap[b]):.3g}" for b in shown)
     more = f" (and {len(images) - len(shown)} more)" if len(images) > len(shown) else ""
+    eps = float(torch.finfo(dtype).eps)
+    smallest = max(float(gap[bad].min()), 1e-300)
+    precision = (
+        "float64 features (`features.double()`: eps 2.2e-16), " if dtype != torch.float64 else ""
+    )
     message = (
         f"normalized cuts: relative eigengap (λ_k − λ_(k+1)) / λ_1 below eigengap_rtol="
-        f"{rtol:.3g} for {details}{more}. The top-k eigenspace is ill-defined there, so the "
-        "embedding and its gradient are unreliable; choose another k or change the features."
+        f"{rtol:.3g} for {details}{more}. The top-k eigenspace is ill-defined there: in "
+        f"{str(dtype).removeprefix('torch.')} the embedding and its gradient carry relative "
+        f"errors of about eps/gap = {eps / smallest:.2g}. Remedies: {precision}a larger gap "
+        "(features that separate the segments better, or a k where λ_k − λ_(k+1) is larger), "
+        "or a smaller k."
     )
     if strict:
         raise ValueError(message)

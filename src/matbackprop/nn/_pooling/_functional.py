@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from matbackprop.linalg import logm, powm, spectral_function, sqrtm, sqrtm_newton_schulz
-from matbackprop.validation import DefinitenessError
+from matbackprop.validation import DefinitenessError, check_int
 
 from .._signed_power import signed_power
 from .._vectorize import vectorize_symmetric
@@ -84,7 +84,7 @@ def gram_function(X: Tensor, opts: PoolingOptions) -> Tensor:
     make ``K`` singular, and float32 LAPACK ``syevd`` is then erratically slow (denormals) or
     fails to converge. Mathematically nothing changes.
     """
-    gram = GramFunction(opts.normalization, opts.eps, opts.power)
+    gram = GramFunction(opts.normalization, opts.eps, opts.power, piecewise=opts.check)
     g, dg, d2g, dd = gram.scalar_functions(shifted=True)
     K = X @ X.mT  # (n, p, p)
     K = _sym(K) + gram.eps * _identity(K.shape[-1], K)
@@ -114,6 +114,7 @@ def second_order_pooling(
     features: Tensor,
     masks: Tensor | None = None,
     *,
+    max_support: int | None = None,
     options: PoolingOptions | None = None,
     **overrides,
 ) -> Tensor:
@@ -126,6 +127,12 @@ def second_order_pooling(
     masks : Tensor, shape (B, R, H, W), optional
         Region weights ``w_p >= 0`` (bool, integer or floating; binary or soft). Every region
         needs a positive total weight. ``None`` pools each image as a single region.
+    max_support : int, optional
+        An upper bound, known on the host, on the number of pixels with positive weight in any
+        region (e.g. the largest superpixel). It matters with ``check=False``, which plans
+        without host syncs: every region is then pooled in one group of ``max_support`` rows
+        (``H·W`` without it, exact but slower for small regions). With ``check=True`` the
+        regions are grouped by their measured support, and ``max_support`` is checked.
     options : PoolingOptions, optional
         The options (normalization, eps, center, power, iterations, signed_power,
         signed_power_delta, vectorize, route, gram_ratio, compute_dtype, check); see
@@ -187,6 +194,13 @@ def second_order_pooling(
     processed in groups of similar support size (little zero padding); each group is one
     batched decomposition. Planning the groups synchronises with the host once.
 
+    *Host syncs.* With ``check=False`` nothing is read back to the host, forward or backward:
+    all regions form one group of ``max_support`` rows (``H·W`` if not given; ``H·W`` too for
+    masks that require grad), which takes the Gram route when ``max_support < C`` (``"gram"``;
+    ``< gram_ratio · C`` for ``"auto"``) and the covariance route otherwise (exact either way),
+    and the Gram route's divided differences are evaluated with ``torch.where`` instead of
+    on boolean subsets. The result equals the ``check=True`` one up to rounding.
+
     References
     ----------
     Ionescu, Vantzos & Sminchisescu, "Matrix Backpropagation for Deep Networks with Structured
@@ -235,16 +249,12 @@ def second_order_pooling(
     R = weights.shape[1]
     out_dtype = features.dtype
     work_dtype = opts.compute_dtype or out_dtype
+    rows = N if max_support is None else min(check_int(max_support, "max_support"), N)
 
     pixels = features.reshape(B, C, N).mT.contiguous()  # (B, N, C)
     weights = weights.reshape(B * R, N)  # (Q, N)
     image = torch.arange(B, device=features.device).repeat_interleave(R)  # (Q,)
-    if has_masks:
-        support = (weights > 0).sum(-1)  # (Q,)
-    else:
-        support = torch.full((B * R,), N, device=features.device)
     gram_available = opts.gram_available and not mask_grad
-    use_gram = plan_routes(support, C, opts.route, gram_available, opts.gram_ratio)
 
     def compute(indices: Tensor, size: int, gram_group: bool, dtype: torch.dtype) -> Tensor:
         everything = indices.numel() == B * R  # then indices == arange (sorted, unique)
@@ -280,6 +290,27 @@ def second_order_pooling(
             Y = signed_power(Y, opts.signed_power, opts.signed_power_delta)
         return vectorize_symmetric(Y) if opts.vectorize else _sym(Y)
 
+    everything = torch.arange(B * R, device=features.device)
+    if not has_masks:  # every region is the whole image: the plan is known on the host
+        support = torch.full((B,), N, device=features.device)
+        gram_group = plan_routes(N, C, opts.route, gram_available, opts.gram_ratio)
+        if not opts.check:
+            return finish(compute(everything, N, gram_group, work_dtype))
+        return finish(compute_accurately(everything, N, gram_group))
+    if not opts.check:
+        # one group of `rows` rows (all pixels for masks that require grad): no host sync
+        size = N if mask_grad else rows
+        gram_group = plan_routes(size, C, opts.route, gram_available, opts.gram_ratio)
+        Y = finish(compute(everything, size, gram_group, work_dtype))
+        return Y.reshape(B, R, *Y.shape[1:])
+    support = (weights > 0).sum(-1)  # (Q,)
+    if max_support is not None and bool((support > rows).any()):
+        raise ValueError(
+            "`max_support` must bound every region's support (pixels of positive weight), "
+            f"got max_support={max_support} and a region of {int(support.max())} pixels"
+        )
+    use_gram = plan_routes(support, C, opts.route, gram_available, opts.gram_ratio)
+
     pieces: list[tuple[Tensor, Tensor]] = []
     for gram_group in (True, False):
         sel = (use_gram == gram_group).nonzero().squeeze(-1)
@@ -297,5 +328,4 @@ def second_order_pooling(
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(order.numel(), device=order.device)
         out = out.index_select(0, inverse)
-    out = out.reshape(B, R, *out.shape[1:])
-    return out if has_masks else out.squeeze(1)
+    return out.reshape(B, R, *out.shape[1:])

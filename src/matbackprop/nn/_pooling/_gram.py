@@ -150,8 +150,9 @@ def _power_family(p: float) -> _Family:
 class _NormalizedH:
     """``h, h′, h″, h[·, ·]`` of a family on ``u >= 0`` (series near 0, closed forms elsewhere)."""
 
-    def __init__(self, family: _Family) -> None:
+    def __init__(self, family: _Family, piecewise: bool = True) -> None:
         self.family = family
+        self.piecewise = piecewise
         c = family.coefficients
         self.c0 = c
         self.c1 = _derivative_coefficients(c)
@@ -181,7 +182,7 @@ class _NormalizedH:
     def dd(self, x: Tensor, y: Tensor) -> Tensor:
         hi, lo = torch.maximum(x, y), torch.minimum(x, y)
         small = hi < SERIES_RADIUS
-        if torch._C._are_functorch_transforms_active():
+        if not self.piecewise or torch._C._are_functorch_transforms_active():
             return self._dd_where(hi, lo, small)
         # Evaluated piecewise on boolean subsets (this runs on every p × p pair in the
         # backward): smaller arguments need fewer series terms (SERIES_TIERS).
@@ -267,6 +268,10 @@ class GramFunction:
         ``ε > 0``.
     power : float
         Exponent ``p`` for ``"pow"`` (ignored otherwise).
+    piecewise : bool
+        Evaluate ``g[a, b]`` on boolean subsets of the pairs (fewer series terms where the
+        arguments are small; reads the subsets' sizes back: host syncs). ``False``: one
+        ``torch.where`` over all pairs (the full series), no host sync; same accuracy.
 
     Notes
     -----
@@ -278,6 +283,7 @@ class GramFunction:
     normalization: str
     eps: float
     power: float = 0.5
+    piecewise: bool = True
 
     def __post_init__(self) -> None:
         check_choice(self.normalization, "normalization", GRAM_NORMALIZATIONS)
@@ -294,7 +300,7 @@ class GramFunction:
         if self.normalization == "sqrt":
             return _SqrtH
         family = _log_family() if self.normalization == "log" else _power_family(float(self.power))
-        return _NormalizedH(family)
+        return _NormalizedH(family, self.piecewise)
 
     def f_eps(self) -> float:
         """``f(ε)``."""

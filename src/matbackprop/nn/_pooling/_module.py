@@ -110,7 +110,14 @@ class SecondOrderPooling(nn.Module):
             )
         return symmetric_dim(check_int(c, "channels"))
 
-    def forward(self, features: Tensor, masks: Tensor | None = None) -> Tensor:
+    def forward(
+        self, features: Tensor, masks: Tensor | None = None, *, max_support: int | None = None
+    ) -> Tensor:
+        """Pool ``features (B, C_in, H, W)`` over ``masks (B, R, H, W)`` (or whole images).
+
+        ``max_support``: a host bound on the pixels of any region, for a plan without host
+        syncs with ``check=False`` (see :func:`~matbackprop.nn.functional.second_order_pooling`).
+        """
         features = check_features(features)
         if self.in_channels is not None and features.shape[1] != self.in_channels:
             raise ValueError(
@@ -119,7 +126,7 @@ class SecondOrderPooling(nn.Module):
             )
         if self.reduce is not None:
             features = self.reduce(features)
-        return second_order_pooling(features, masks, options=self.options)
+        return second_order_pooling(features, masks, max_support=max_support, options=self.options)
 
     def extra_repr(self) -> str:
         parts = options_repr(self.options, first="normalization")

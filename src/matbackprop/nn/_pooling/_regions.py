@@ -136,9 +136,14 @@ def support_buckets(
 
 
 def plan_routes(
-    support: Tensor, channels: int, route: str, gram_available: bool, gram_ratio: float = 1.0
-) -> Tensor:
-    """Boolean ``(Q,)``: which regions take the Gram route (accuracy first).
+    support: Tensor | int,
+    channels: int,
+    route: str,
+    gram_available: bool,
+    gram_ratio: float = 1.0,
+) -> Tensor | bool:
+    """Which regions take the Gram route (accuracy first): boolean ``(Q,)`` for a tensor of
+    supports, a ``bool`` for one support known on the host (a plan without host sync).
 
     A region with ``p`` pixels (support) and ``C`` channels has a rank-``min(p, C)`` moment:
     the ``C × C`` matrix ``C_r`` is singular when ``p < C`` and the ``p × p`` Gram matrix when
@@ -150,7 +155,7 @@ def plan_routes(
     - ``"auto"``: every region with ``p < min(gram_ratio, 1) · C``.
     """
     if route == "covariance" or not gram_available:
-        return torch.zeros_like(support, dtype=torch.bool)
+        return support < 0  # none (supports are >= 0): False, or a tensor of False
     rank_deficient = support < channels
     if route == "gram":
         return rank_deficient
