@@ -38,6 +38,8 @@ class DataFileError(ValueError):
     reason : str
         What is wrong with it; kept in :attr:`reason`.
 
+    Notes
+    -----
     The message is ``"<path>: <reason>"``.
     """
 

@@ -79,12 +79,12 @@ __all__ = [
     "symmetric_rtol",
 ]
 
-#: The dtypes every decomposition and layer computes in.
 FLOAT_DTYPES = (torch.float32, torch.float64)
-#: Integer dtypes accepted for labels, indices and ``k``.
+"""The dtypes every decomposition and layer computes in."""
 INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
-#: ``c`` in the definiteness tolerance ``c · n · eps · max|λ|`` (see the module docstring).
+"""Integer dtypes accepted for labels, indices and ``k``."""
 DEFINITENESS_FACTOR = 4.0
+"""``c`` in the definiteness tolerance ``c · n · eps · max|λ|`` (see the module docstring)."""
 
 
 def _dtype_names(dtypes: Sequence[torch.dtype]) -> str:

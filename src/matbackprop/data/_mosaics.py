@@ -29,7 +29,6 @@ __all__ = [
     "mosaic_splits",
 ]
 
-#: The texture families; a region's class is the index of its family in this tuple.
 TEXTURE_FAMILIES: tuple[str, ...] = (
     "grating",
     "stripes",
@@ -38,6 +37,7 @@ TEXTURE_FAMILIES: tuple[str, ...] = (
     "oriented_noise",
     "isotropic_noise",
 )
+"""The texture families; a region's class is the index of its family in this tuple."""
 
 # Variants per family: within one image no two regions get the same (family, variant), so two
 # regions of the same family differ in orientation (by 45 degrees or more) or in scale.

@@ -20,8 +20,8 @@ from ._superpixels import grid_superpixels, majority_labels, slic_superpixels
 
 __all__ = ["IGNORE_INDEX", "NodeLabelItems", "NodeSpec", "annotator_node_labels", "pick_annotator"]
 
-#: Label of a node (or pixel) that is not part of a training target.
 IGNORE_INDEX = -1
+"""Label of a node (or pixel) that is not part of a training target."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,8 @@ class NodeLabelItems(Dataset):
         and epoch from torch's global generator, which the trainer seeds per item
         (deterministic, resumable); see :func:`pick_annotator`.
 
+    Notes
+    -----
     Node index maps and the annotators' node labels are computed once per image and cached.
     """
 

@@ -6,9 +6,9 @@ position (Shi & Malik, TPAMI 2000, eq. 11)::
     Wᵢⱼ = exp(−‖cᵢ − cⱼ‖² / σ_rgb²) · exp(−‖xᵢ − xⱼ‖² / σ_xy²)
 
 with positions in units of the image diagonal (so ``σ_xy`` is scale free). The spectral
-embedding uses the dense route of :func:`matbackprop.nn.normalized_cuts_affinity`; decoding is
-the same k-means hierarchy as DeepNCuts. ``σ_rgb`` and ``σ_xy`` are the only parameters and are
-tuned on training images (see the experiment code).
+embedding uses the dense route of :func:`matbackprop.nn.functional.normalized_cuts_affinity`;
+decoding is the same k-means hierarchy as DeepNCuts. ``σ_rgb`` and ``σ_xy`` are the only
+parameters and are tuned on training images (see the experiment code).
 """
 
 from __future__ import annotations

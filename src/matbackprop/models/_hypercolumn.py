@@ -37,6 +37,9 @@ from ._efficientnet import EfficientNetLite0Backbone
 __all__ = ["DEFAULT_TAPS", "HypercolumnEncoder", "NodeHead"]
 
 DEFAULT_TAPS = (0, 2, 4, 10, 15)
+"""The EfficientNet-Lite0 MBConv blocks whose outputs `HypercolumnEncoder` pools by default: the
+last block of the stages at strides 2, 4, 8, 16 and 32.
+"""
 _NUM_BLOCKS = 16
 
 

@@ -62,7 +62,6 @@ class TaskInfo:
     command: str | None = None
 
 
-#: The registry: task name -> where it lives (modules are imported only when used).
 TASKS: dict[str, TaskInfo] = {
     "demo": TaskInfo(
         "matbackprop.tasks.demo",
@@ -78,6 +77,7 @@ TASKS: dict[str, TaskInfo] = {
         "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P vs sqrt heads",
     ),
 }
+"""The registry: task name -> where it lives (modules are imported only when used)."""
 
 
 class Task(Protocol):
