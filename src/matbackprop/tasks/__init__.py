@@ -55,6 +55,13 @@ class TaskInfo:
 
     ``command``: the name of a top-level ``matbackprop`` command that trains and then evaluates
     the task (``matbackprop demo`` is ``matbackprop run demo``).
+
+    Examples
+    --------
+    >>> from matbackprop.tasks import TASKS
+    >>> info = TASKS["ncuts"]
+    >>> info.module
+    'matbackprop.tasks.ncuts'
     """
 
     module: str
@@ -81,7 +88,17 @@ TASKS: dict[str, TaskInfo] = {
 
 
 class Task(Protocol):
-    """What a task module provides (see the module docstring); modules satisfy it as they are."""
+    """What a task module provides (see the module docstring); modules satisfy it as they are.
+
+    Examples
+    --------
+    >>> from matbackprop.tasks import Task, get_task
+    >>> task = get_task("demo")
+    >>> callable(task.train) and callable(task.evaluate)
+    True
+    >>> "quick" in task.PRESETS
+    True
+    """
 
     DESCRIPTION: str
     METHODS: tuple[str, ...]
@@ -129,6 +146,16 @@ def get_task(name: str) -> Task:
         For an unknown name (listing the known ones).
     TypeError
         If the registered module lacks a part of the task interface.
+
+    Examples
+    --------
+    >>> from matbackprop.tasks import get_task
+    >>> get_task("o2p").__name__
+    'matbackprop.tasks.o2p'
+    >>> get_task("segmentation")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown task 'segmentation'; choose one of ...
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")

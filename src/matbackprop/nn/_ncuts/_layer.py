@@ -209,6 +209,20 @@ def normalized_cuts_affinity(
     -----
     ``O(Bm³)`` time and ``O(Bm²)`` memory. The zero-coupling degeneracy policy makes the
     gradient exact for projector losses even when ``M`` has repeated eigenvalues below ``λ_k``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import normalized_cuts_affinity
+    >>> W = torch.tensor([[1.0, 1.0, 0.0, 0.0],
+    ...               [1.0, 1.0, 0.0, 0.0],
+    ...               [0.0, 0.0, 1.0, 1.0],
+    ...               [0.0, 0.0, 1.0, 1.0]], dtype=torch.float64).unsqueeze(0)
+    >>> result = normalized_cuts_affinity(W, 2, check_eigengap=False)
+    >>> result.Z.shape
+    torch.Size([1, 4, 2])
+    >>> result.eigenvalues
+    tensor([[1.0000, 1.0000]], dtype=torch.float64)
     """
     opts = NCutsOptions.resolve(options, overrides, allowed=AFFINITY_OPTIONS)
     affinity = require_tensor(affinity, "affinity")

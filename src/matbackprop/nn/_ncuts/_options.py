@@ -77,6 +77,17 @@ class NCutsOptions(LayerOptions):
     ------
     ValueError
         Naming the first invalid option (at construction).
+
+    Examples
+    --------
+    >>> from matbackprop.nn import NCutsOptions, NormalizedCuts
+    >>> options = NCutsOptions(route="dense", nonneg="softplus")
+    >>> NormalizedCuts(k=3, options=options).options.route
+    'dense'
+    >>> NCutsOptions(route="sparse")
+    Traceback (most recent call last):
+    ...
+    ValueError: `route` must be one of 'lowrank' | 'dense' | 'affinity', got 'sparse'
     """
 
     route: str = "lowrank"

@@ -64,6 +64,22 @@ class RegionAdjacency(NamedTuple):
         Number of pixel-boundary elements between ``a`` and ``b`` (boundary length).
     num_nodes : int
         ``S``, the number of superpixels.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import region_adjacency
+    >>> node_index = torch.tensor([[0, 0, 1],
+    ...                        [2, 2, 1]])
+    >>> graph = region_adjacency(node_index)
+    >>> graph.pairs
+    tensor([[0, 1],
+            [0, 2],
+            [1, 2]])
+    >>> graph.lengths
+    tensor([1., 2., 1.], dtype=torch.float64)
+    >>> graph.num_nodes
+    3
     """
 
     pairs: Tensor
@@ -102,6 +118,18 @@ def region_adjacency(node_index: Tensor) -> RegionAdjacency:
     ------
     ValueError
         If ``node_index`` is not a non-empty 2-D integer map with labels >= 0.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import region_adjacency
+    >>> graph = region_adjacency(torch.tensor([[0, 1], [2, 2]]))
+    >>> graph.pairs
+    tensor([[0, 1],
+            [0, 2],
+            [1, 2]])
+    >>> graph.lengths
+    tensor([1., 1., 1.], dtype=torch.float64)
     """
     idx = _check_index(node_index)
     S = int(idx.max()) + 1
@@ -162,6 +190,15 @@ def spectral_node_embedding(
     ------
     ValueError
         On malformed inputs or an unknown ``mode``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import spectral_node_embedding
+    >>> Z = torch.tensor([[3.0, 4.0], [0.0, 2.0]], dtype=torch.float64)
+    >>> spectral_node_embedding(Z)                 # rows normalized to unit length
+    tensor([[0.6000, 0.8000],
+            [0.0000, 1.0000]], dtype=torch.float64)
     """
     Z = require_tensor(Z, "Z")
     check_float_dtype(Z, "Z")
@@ -194,7 +231,16 @@ def spectral_node_embedding(
 
 
 def pair_distances(x: Tensor, pairs: Tensor) -> Tensor:
-    """``‖x_a − x_b‖`` for every pair ``(a, b)`` (float64)."""
+    """``‖x_a − x_b‖`` for every pair ``(a, b)`` (float64).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import pair_distances
+    >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
+    >>> pair_distances(x, torch.tensor([[0, 1], [0, 2]]))
+    tensor([5., 1.], dtype=torch.float64)
+    """
     x = x.detach().to(torch.float64)
     return (x[pairs[:, 0]] - x[pairs[:, 1]]).norm(dim=1)
 
@@ -239,6 +285,17 @@ def agglomerate(
     ------
     ValueError
         On shape mismatches, non-finite or negative strengths, or ``alpha`` outside [0, 1].
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import agglomerate, region_adjacency
+    >>> node_index = torch.tensor([[0, 1, 2, 3]])
+    >>> graph = region_adjacency(node_index)
+    >>> embedding = torch.tensor([[0.0], [0.1], [1.0], [1.1]], dtype=torch.float64)
+    >>> heights = agglomerate(graph, embedding)      # one height per pair (0, 1), (1, 2), (2, 3)
+    >>> bool(heights[1] > heights[0]) and bool(heights[1] > heights[2])
+    True
     """
     if not isinstance(graph, RegionAdjacency):
         raise ValueError(f"`graph` must be a RegionAdjacency, got {type(graph).__name__}")
@@ -352,6 +409,17 @@ def ucm2_from_heights(node_index: Tensor, pairs: Tensor, heights: Tensor) -> Ten
     ValueError
         On shape mismatches, non-finite heights, or a pixel boundary between superpixels that
         are not in ``pairs``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import ucm2_from_heights
+    >>> node_index = torch.tensor([[0, 1], [0, 1]])
+    >>> ucm2 = ucm2_from_heights(node_index, torch.tensor([[0, 1]]), torch.tensor([0.5]))
+    >>> ucm2.shape                                  # (2H + 1, 2W + 1)
+    torch.Size([5, 5])
+    >>> float(ucm2.max())
+    0.5
     """
     idx = _check_index(node_index)
     heights = require_tensor(heights, "heights").detach().to("cpu", torch.float64)
@@ -405,6 +473,15 @@ def quantize_levels(values: Tensor, levels: int, nthresh: int = 99) -> Tensor:
     ------
     ValueError
         If ``levels`` or ``nthresh`` is not a positive int, or values leave [0, 1].
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import quantize_levels
+    >>> values = torch.tensor([0.0, 0.12, 0.5, 0.93, 1.0])
+    >>> quantized = quantize_levels(values, levels=4)
+    >>> int(quantized.unique().numel()) <= 4
+    True
     """
     for name, v in (("levels", levels), ("nthresh", nthresh)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -459,6 +536,19 @@ def ultrametric_contour_map(
     Returns
     -------
     Tensor, shape (2H+1, 2W+1), float64, values in [0, 1]
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import ucm2_segmentation, ultrametric_contour_map
+    >>> node_index = torch.tensor([[0, 0, 1, 1],
+    ...                        [2, 2, 3, 3]])
+    >>> embedding = torch.tensor([[0.0], [0.0], [1.0], [1.0]], dtype=torch.float64)  # top, bottom
+    >>> ucm2 = ultrametric_contour_map(node_index, embedding)
+    >>> ucm2.shape
+    torch.Size([5, 9])
+    >>> int(ucm2_segmentation(ucm2, 0.5 * float(ucm2.max())).unique().numel())
+    2
     """
     idx = _check_index(node_index)
     graph = region_adjacency(idx)
@@ -491,6 +581,19 @@ def ucm2_segmentation(ucm2: Tensor, threshold: float) -> Tensor:
     Regions are the connected components of the pixel graph where two 4-neighbours are joined
     when their boundary element is ``<= threshold`` (the same partition as the benchmark's
     8-connected components of the double-size map). Labels are ``0 .. R-1``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import ucm2_from_heights, ucm2_segmentation
+    >>> node_index = torch.tensor([[0, 1], [0, 1]])
+    >>> ucm2 = ucm2_from_heights(node_index, torch.tensor([[0, 1]]), torch.tensor([0.5]))
+    >>> ucm2_segmentation(ucm2, 0.25)               # below the boundary's height: two regions
+    tensor([[0, 1],
+            [0, 1]])
+    >>> ucm2_segmentation(ucm2, 0.75)               # above it: one
+    tensor([[0, 0],
+            [0, 0]])
     """
     ucm2 = require_tensor(ucm2, "ucm2")
     if ucm2.ndim != 2 or ucm2.shape[0] % 2 == 0 or ucm2.shape[1] % 2 == 0:
