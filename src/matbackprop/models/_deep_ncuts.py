@@ -55,6 +55,24 @@ class DeepNCuts(nn.Module):
     ValueError
         For an unknown ``nonneg``, a non-positive ``feature_dim`` or a backbone without
         ``out_channels``, ``output_stride`` or ``normalize``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import grid_superpixels
+    >>> from matbackprop.models import DeepNCuts, VGGTrunk
+    >>> _ = torch.manual_seed(0)
+    >>> model = DeepNCuts(VGGTrunk(widths=(8, 16), output_stride=2), feature_dim=8)
+    >>> images = torch.rand(2, 3, 16, 16)
+    >>> node_index = grid_superpixels((16, 16), (4, 4))
+    >>> labels = (torch.arange(16) % 2,) * 2                       # a 2-way partition of 16 nodes
+    >>> loss = model(images, [node_index, node_index], labels)
+    >>> loss.backward()
+    >>> loss.ndim
+    0
+    >>> levels = model.segment_hierarchy(images[0], node_index, k_max=3)
+    >>> [int(level.unique().numel()) for level in levels]
+    [2, 3]
     """
 
     def __init__(
@@ -166,5 +184,17 @@ class DeepNCuts(nn.Module):
 
 
 def node_targets(label_map: Tensor, node_index: Tensor) -> Tensor:
-    """Ground-truth segment of each node: the majority label of its pixels ``(S,)``."""
+    """Ground-truth segment of each node: the majority label of its pixels ``(S,)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import node_targets
+    >>> label_map = torch.tensor([[0, 0, 1, 1],
+    ...                       [0, 1, 1, 1]])
+    >>> node_index = torch.tensor([[0, 0, 1, 1],
+    ...                        [0, 0, 1, 1]])
+    >>> node_targets(label_map, node_index)                     # each node's majority label
+    tensor([0, 1])
+    """
     return majority_labels(label_map, node_index)

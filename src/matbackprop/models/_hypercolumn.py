@@ -70,6 +70,16 @@ class HypercolumnEncoder(nn.Module):
     ------
     ValueError
         For empty, unsorted or out-of-range ``taps`` or a bad ``input_size``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import grid_superpixels
+    >>> from matbackprop.models import HypercolumnEncoder
+    >>> encoder = HypercolumnEncoder(taps=(0, 2), pretrained=False)
+    >>> x = encoder(torch.rand(3, 32, 32), grid_superpixels((32, 32), (4, 4)))
+    >>> x.shape                           # 16 nodes; 16 + 24 tap channels + 3 Lab + 2 centroid
+    torch.Size([16, 45])
     """
 
     def __init__(
@@ -164,6 +174,15 @@ class NodeHead(nn.Module):
     -----
     The standardization ``(x − μ) / σ`` is stored in buffers (``mean``, ``std``; identity until
     :meth:`fit_normalization` is called on training descriptors), so checkpoints carry it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import NodeHead
+    >>> head = NodeHead(in_dim=45, feature_dim=8, hidden=32)
+    >>> F = head(torch.rand(100, 45))
+    >>> F.shape, bool((F >= 0).all())
+    (torch.Size([100, 8]), True)
     """
 
     def __init__(self, in_dim: int, feature_dim: int = 64, hidden: int = 256) -> None:

@@ -67,6 +67,16 @@ def region_weights(masks: Tensor, size: tuple[int, int], stride: int) -> Tensor:
     ------
     ValueError
         For a non-4-D or complex ``masks``, a bad ``size`` or ``stride``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import region_weights
+    >>> masks = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    >>> masks[0, 0, :2, :3] = True
+    >>> region_weights(masks, (2, 2), stride=2)                 # covered fraction of each 2x2 cell
+    tensor([[[[1.0000, 0.5000],
+              [0.0000, 0.0000]]]])
     """
     if not isinstance(masks, Tensor) or masks.ndim != 4:
         shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
@@ -167,6 +177,18 @@ class RegionClassifier(nn.Module):
     C. Ionescu, O. Vantzos and C. Sminchisescu, "Matrix Backpropagation for Deep Networks with
     Structured Layers", ICCV 2015, Sec. 4.1 (DeepO2P). J. Carreira, R. Caseiro, J. Batista and
     C. Sminchisescu, "Semantic Segmentation with Second-Order Pooling", ECCV 2012 (O2P).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import RegionClassifier, VGGTrunk
+    >>> model = RegionClassifier(VGGTrunk(widths=(8, 16), output_stride=4), "o2p", num_classes=5,
+    ...                      reduce_dim=4)
+    >>> images = torch.rand(2, 3, 32, 32)
+    >>> masks = torch.zeros(2, 3, 32, 32, dtype=torch.bool)
+    >>> masks[:, 0, :16], masks[:, 1, 16:], masks[:, 2, :, :16] = True, True, True
+    >>> model(images, masks).shape                       # class scores of the B * R regions
+    torch.Size([6, 5])
     """
 
     def __init__(
