@@ -66,6 +66,19 @@ def test_public_name_has_docstring(package, name):
         )
 
 
+@pytest.mark.parametrize(("package", "name"), PUBLIC, ids=[f"{p}.{n}" for p, n in PUBLIC])
+def test_public_name_has_an_example(package, name):
+    """Every public function and class has an ``Examples`` section with a doctest (run by
+    tests/test_doctests.py and tests/test_package.py)."""
+    obj = getattr(importlib.import_module(f"matbackprop.{package}"), name)
+    if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+        pytest.skip("a constant: its docstring says what it is")
+    doc = _own_docstring(obj) or ""
+    assert "Examples\n" in doc and ">>> " in doc.split("Examples\n", 1)[1], (
+        f"matbackprop.{package}.{name} has no Examples section with a doctest"
+    )
+
+
 def test_missing_docstrings_are_detected():
     class Undocumented:
         pass

@@ -16,12 +16,31 @@ __all__ = ["move_to_device", "resolve_total_steps", "unwrap_model"]
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a ``DistributedDataParallel`` wrapper (or ``model`` itself)."""
+    """The module inside a ``DistributedDataParallel`` wrapper (or ``model`` itself).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.train import unwrap_model
+    >>> model = torch.nn.Linear(2, 1)
+    >>> unwrap_model(model) is model
+    True
+    """
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) dict / list / tuple / namedtuple to ``device``."""
+    """Move every tensor in a (nested) dict / list / tuple / namedtuple to ``device``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.train import move_to_device
+    >>> batch = {"x": torch.zeros(2), "ids": [torch.ones(1)], "name": "a"}
+    >>> batch = move_to_device(batch, torch.device("cpu"))
+    >>> batch["x"].device, batch["name"]
+    (device(type='cpu'), 'a')
+    """
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
@@ -40,6 +59,14 @@ def resolve_total_steps(config: TrainConfig, num_items: int, world_size: int = 1
     ------
     ValueError
         If neither or both of ``steps`` / ``epochs`` are set, or ``num_items < 1``.
+
+    Examples
+    --------
+    >>> from matbackprop.train import TrainConfig, resolve_total_steps
+    >>> resolve_total_steps(TrainConfig(epochs=2.0, batch_size=8), num_items=100)
+    25
+    >>> resolve_total_steps(TrainConfig(steps=50), num_items=100)
+    50
     """
     if num_items < 1:
         raise ValueError(f"the training dataset is empty (`num_items` = {num_items})")
