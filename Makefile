@@ -37,8 +37,12 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
+# mypy on src/ (configuration and what it leaves out: [tool.mypy] in pyproject.toml).
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_matrix_functions.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist site src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache build dist site src/*.egg-info

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal, TypeGuard, cast, overload
 
 import torch
 from torch import Tensor
@@ -444,10 +445,30 @@ def check_positive_semidefinite(lam: Tensor, name: str, what: str, remedy: str =
 # ----------------------------------------------------------------------------- options
 
 
-def _is_real(value: object) -> bool:
+def _is_real(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+@overload
+def check_number(
+    value: object,
+    name: str,
+    *,
+    minimum: float | None = ...,
+    positive: bool = ...,
+    nonzero: bool = ...,
+    allow_none: Literal[False] = ...,
+) -> float: ...
+@overload
+def check_number(
+    value: object,
+    name: str,
+    *,
+    minimum: float | None = ...,
+    positive: bool = ...,
+    nonzero: bool = ...,
+    allow_none: bool,
+) -> float | None: ...
 def check_number(
     value: object,
     name: str,
@@ -476,12 +497,13 @@ def check_number(
     if value is None and allow_none:
         return None
     ok = _is_real(value) and math.isfinite(value)
+    number = cast(float, value)  # a real number wherever `ok` is read below
     if ok and positive:
-        ok = value > 0
+        ok = number > 0
     if ok and minimum is not None:
-        ok = value >= minimum
+        ok = number >= minimum
     if ok and nonzero:
-        ok = value != 0
+        ok = number != 0
     if not ok:
         if positive:
             want = "a finite number > 0"
@@ -493,9 +515,15 @@ def check_number(
             want = "a finite number"
         none = " or None" if allow_none else ""
         raise ValueError(f"`{name}` must be {want}{none}, got {value!r}")
-    return float(value)
+    return float(number)
 
 
+@overload
+def check_int(
+    value: object, name: str, *, minimum: int = ..., allow_none: Literal[False] = ...
+) -> int: ...
+@overload
+def check_int(value: object, name: str, *, minimum: int = ..., allow_none: bool) -> int | None: ...
 def check_int(
     value: object, name: str, *, minimum: int = 1, allow_none: bool = False
 ) -> int | None:

@@ -175,5 +175,6 @@ def grid_majority_labels(
     """
     check_label_map(label_map)
     gh, gw = _grid_pair(grid_size)
-    cells = grid_superpixels(tuple(label_map.shape), (gh, gw), device=label_map.device)
+    h, w = label_map.shape
+    cells = grid_superpixels((h, w), (gh, gw), device=label_map.device)
     return majority_labels(label_map, cells, ignore_index=ignore_index)

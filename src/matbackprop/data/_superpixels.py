@@ -481,7 +481,8 @@ def majority_labels(
         first = torch.nonzero(empty).reshape(-1)[:5].tolist()
         raise ValueError(f"superpixels {first} have no pixel; pass `ignore_index` to allow this")
     if L == 0:
-        return torch.full((S,), int(ignore_index), dtype=torch.int64, device=label_map.device)
+        fill = int(ignore_index)  # type: ignore[arg-type]  # not None: raised above otherwise
+        return torch.full((S,), fill, dtype=torch.int64, device=label_map.device)
     # argmax returns the first maximum: the smallest label among ties.
     winner = values[counts.argmax(dim=1)]
     if ignore_index is not None:

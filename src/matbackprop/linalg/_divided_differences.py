@@ -120,7 +120,7 @@ def tie_mask(lam: Tensor, rtol: float) -> Tensor:
 
 def first_divided_differences(
     lam: Tensor, fn: ScalarFunction, rtol: float | None = None, *, f_lam: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor | None]:
     """The Daleckii–Krein matrix ``P`` of ``fn`` on ``lam``, and its tie mask.
 
     ``Pᵢⱼ = (f(λᵢ) − f(λⱼ)) / (λᵢ − λⱼ)``, and ``Pᵢⱼ = f′`` on ties (so ``Pᵢᵢ = f′(λᵢ)``).
@@ -187,7 +187,7 @@ def first_divided_differences(
     # Keep the quotient's arguments away from 0/0 on ties; those entries are discarded.
     b_safe = torch.where(ties, b - 1.0, b.expand_as(on_ties))
     if stable:
-        quotient = fn.divided_difference(a.expand_as(on_ties), b_safe)
+        quotient = fn.divided_difference(a.expand_as(on_ties), b_safe)  # type: ignore[misc]  # not None: `stable`
     else:
         if f_lam is None:
             f_lam = fn.f(lam)

@@ -527,7 +527,7 @@ def _evaluate(
         if gt_boundaries is not None:
             humans = resolve_human_boundaries(None, gt_boundaries, shape)
         else:
-            humans = [_thin(_seg2bdry(g)) for g in gt_maps]
+            humans = [_thin(_seg2bdry(g)) for g in gt_maps]  # type: ignore[union-attr]  # set above
         counts = np.zeros((4, n), dtype=np.int64)
         for t in range(n):
             if rep[t] != t:
@@ -540,7 +540,7 @@ def _evaluate(
             counts[:, t] = (c.cnt_r, c.sum_r, c.cnt_p, c.sum_p)
         boundary = BoundaryCurve(thresholds.copy(), *counts)
     if regions:
-        gt_rel = [_relabel(g) for g in gt_maps]
+        gt_rel = [_relabel(g) for g in gt_maps]  # type: ignore[union-attr]  # set above
         cover = np.zeros((4, n))
         pri = np.zeros(n)
         voi = np.zeros(n)
@@ -556,8 +556,10 @@ def _evaluate(
             pri[t], voi[t] = sc.pri, sc.voi
             areas = sc.gt_areas
             best = sc.gt_best_overlaps if best is None else np.maximum(best, sc.gt_best_overlaps)
+        cnt_r, sum_r, cnt_p, sum_p = cover
+        cnt_r_best = float(np.dot(areas, best))  # type: ignore[arg-type]  # set: n >= 1 levels
         region = RegionCurve(
-            thresholds.copy(), *cover, cnt_r_best=float(np.dot(areas, best)), pri=pri, voi=voi
+            thresholds.copy(), cnt_r, sum_r, cnt_p, sum_p, cnt_r_best=cnt_r_best, pri=pri, voi=voi
         )
     return ImageEvaluation(
         thresholds=thresholds.copy(), boundary=boundary, region=region, name=name

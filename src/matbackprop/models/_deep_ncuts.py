@@ -87,7 +87,7 @@ class DeepNCuts(nn.Module):
         if nonneg not in NONNEG:
             raise ValueError(f"`nonneg` must be one of {NONNEG}, got {nonneg!r}")
         check_backbone(backbone, ("out_channels",))
-        channels = backbone.out_channels
+        channels: int = backbone.out_channels  # type: ignore[assignment]  # nn.Module attributes are typed Tensor | Module
         if feature_dim is not None and (isinstance(feature_dim, bool) or feature_dim < 1):
             raise ValueError(f"`feature_dim` must be a positive int or None, got {feature_dim!r}")
         self.backbone = backbone
@@ -103,7 +103,7 @@ class DeepNCuts(nn.Module):
         if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise ValueError(f"`images` must have shape (B, 3, H, W), got {shape}")
-        x = self.backbone(self.backbone.normalize(images))
+        x = self.backbone(self.backbone.normalize(images))  # type: ignore[operator]
         if self.project is not None:
             x = self.project(x)
         if self.nonneg == "softplus":

@@ -111,7 +111,10 @@ class HypercolumnEncoder(nn.Module):
         self.input_size = input_size
         self.colour = bool(colour)
         self.position = bool(position)
-        self.tap_channels = tuple(self.backbone.blocks[t].project.conv.out_channels for t in taps)
+        blocks = self.backbone.blocks
+        self.tap_channels: tuple[int, ...] = tuple(
+            blocks[t].project.conv.out_channels for t in taps  # type: ignore[union-attr, misc]
+        )
         self.out_dim = sum(self.tap_channels) + 3 * self.colour + 2 * self.position
 
     def feature_maps(self, image: Tensor) -> list[Tensor]:
@@ -185,6 +188,9 @@ class NodeHead(nn.Module):
     (torch.Size([100, 8]), True)
     """
 
+    mean: Tensor  # buffers (registered in __init__)
+    std: Tensor
+
     def __init__(self, in_dim: int, feature_dim: int = 64, hidden: int = 256) -> None:
         super().__init__()
         for name, value in (("in_dim", in_dim), ("feature_dim", feature_dim)):
@@ -194,6 +200,7 @@ class NodeHead(nn.Module):
             raise ValueError(f"`hidden` must be an int >= 0, got {hidden!r}")
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))
+        self.net: nn.Module
         if hidden:
             self.net = nn.Sequential(
                 nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, feature_dim)

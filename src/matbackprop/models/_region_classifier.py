@@ -235,10 +235,10 @@ class RegionClassifier(nn.Module):
         self.backbone = backbone
         self.head = head
         self.num_classes = int(num_classes)
-        self.stride = int(backbone.output_stride)
+        self.stride = int(backbone.output_stride)  # type: ignore[arg-type]  # nn.Module attributes are typed Tensor | Module
         self.freeze_batchnorm = freeze_batchnorm
         self.descriptor_norm = descriptor_norm
-        in_channels = int(backbone.out_channels)
+        in_channels = int(backbone.out_channels)  # type: ignore[arg-type]
         self.channels = int(reduce_dim) if reduce_dim is not None else in_channels
         self.reduce = nn.Conv2d(in_channels, reduce_dim, 1) if reduce_dim is not None else None
         if self.reduce is not None and not train_reduction:
@@ -417,7 +417,7 @@ class RegionClassifier(nn.Module):
         """
         images = self._check_images(images)
         padded, valid = self._padded_masks(masks, valid, images)
-        features = self.backbone(self.backbone.normalize(images))
+        features = self.backbone(self.backbone.normalize(images))  # type: ignore[operator]
         if not isinstance(features, Tensor) or features.ndim != 4:
             raise ValueError("`backbone` must return a (B, C, h, w) tensor")
         if self.reduce is not None:

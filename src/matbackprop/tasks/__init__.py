@@ -163,4 +163,4 @@ def get_task(name: str) -> Task:
     missing = [part for part in PARTS if not hasattr(module, part)]
     if missing:
         raise TypeError(f"task module {module.__name__} lacks {', '.join(missing)}")
-    return module  # type: ignore[return-value]
+    return module

@@ -467,7 +467,7 @@ def load_config(path: str | Path, cls: type[C] | None = None, overrides: Iterabl
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: the config must be a mapping at top level, got {type(data)}")
     try:
-        config = config_from_dict(cls, data)
+        config = config_from_dict(cls, data)  # type: ignore[arg-type]  # cls set above if None
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     return apply_overrides(config, overrides) if overrides else config

@@ -238,7 +238,7 @@ class BatchStream:
                 # so creating the loader does not shift the model-side random stream
                 generator=torch.Generator().manual_seed(order.seed),
             )
-            items = iter(self._loader)
+            items = iter(self._loader)  # type: ignore[arg-type]  # torch types __iter__ loosely
         self._items = zip(positions, items, strict=False)
 
     def next_batch(self) -> tuple[Any, list[BadItem], StreamPosition]:

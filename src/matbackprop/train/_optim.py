@@ -133,10 +133,14 @@ def build_optimizer(
         group["lr"] = group["base_lr"]
         group.setdefault("weight_decay", config.weight_decay)
     if config.name == "adamw":
-        kind, options = torch.optim.AdamW, {"betas": config.betas, "eps": config.eps}
-    else:
-        kind, options = torch.optim.SGD, {"momentum": config.momentum, "nesterov": config.nesterov}
-    return kind(groups, lr=config.lr, weight_decay=config.weight_decay, **options)
+        return torch.optim.AdamW(
+            groups, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas,
+            eps=config.eps,
+        )
+    return torch.optim.SGD(
+        groups, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum,
+        nesterov=config.nesterov,
+    )
 
 
 def apply_lr(optimizer: torch.optim.Optimizer, schedule: LRSchedule, step: int) -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -44,7 +44,7 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
-        return type(batch)({k: move_to_device(v, device) for k, v in batch.items()})
+        return type(batch)({k: move_to_device(v, device) for k, v in batch.items()})  # type: ignore[call-arg]  # a concrete mapping type
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):
         return type(batch)(*(move_to_device(v, device) for v in batch))
     if isinstance(batch, list | tuple):
@@ -78,7 +78,8 @@ def resolve_total_steps(config: TrainConfig, num_items: int, world_size: int = 1
     if config.steps is not None:
         return config.steps
     per_rank = math.ceil(num_items / world_size)
-    return max(1, math.ceil(config.epochs * per_rank / config.batch_size))
+    epochs = cast(float, config.epochs)  # validated above: `epochs` is set when `steps` is not
+    return max(1, math.ceil(epochs * per_rank / config.batch_size))
 
 
 def grad_norm(params: list[torch.nn.Parameter], clip: float | None) -> float:
@@ -112,6 +113,7 @@ def as_float_metrics(metrics: Any, where: str) -> dict[str, float]:
 
 def checked_loss(out: Any) -> tuple[torch.Tensor, dict[str, float]]:
     """The ``(loss, metrics)`` of a ``loss_fn`` result (a scalar tensor, or that and a dict)."""
+    metrics: dict[str, float] | None
     loss, metrics = (out, {}) if isinstance(out, torch.Tensor) else (None, None)
     if loss is None:
         if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], torch.Tensor)):

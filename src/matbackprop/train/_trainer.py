@@ -415,7 +415,8 @@ class Trainer:
         try:
             while session.step < session.total_steps:
                 # 8a. fetch the next batch
-                batch, skipped, new_position, failure = None, [], session.position, None
+                skipped: list[Any] = []
+                batch, new_position, failure = None, session.position, None
                 try:
                     batch, skipped, new_position = stream.next_batch()
                     batch = move_to_device(batch, device)

@@ -11,6 +11,8 @@ the continuous relaxation of the ``k``-way normalized cut (Shi & Malik 2000; Bac
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from matbackprop.validation import (
@@ -150,7 +152,9 @@ def normalized_cuts(
     )
     if opts.check:
         check_finite(features, "features")
-    floors = {"degree_floor": opts.degree_floor, "degree_floor_abs": opts.degree_floor_abs}
+    floors: dict[str, Any] = {
+        "degree_floor": opts.degree_floor, "degree_floor_abs": opts.degree_floor_abs
+    }
     solver = choose_solver(opts.solver, m, d) if opts.route == "lowrank" else None
     if solver == "gram":  # the non-negativity map is fused into the solver's passes
         if opts.check:

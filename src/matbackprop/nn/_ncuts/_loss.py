@@ -199,7 +199,7 @@ def _unpack(
             raise ValueError(
                 "`degrees` and `k` must be None when an NCutsResult is given (it carries both)"
             )
-        Z, degrees, k = Z_or_result.Z, Z_or_result.degrees, Z_or_result.k
+        Z, degrees, k = Z_or_result.Z, Z_or_result.degrees, Z_or_result.k  # type: ignore[union-attr]
     else:
         Z = require_tensor(Z_or_result, "Z")
     check_float_dtype(Z, "Z")

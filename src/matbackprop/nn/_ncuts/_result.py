@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from types import FrameType
 from typing import NamedTuple
 
 import torch
@@ -119,7 +120,8 @@ def _caller_stacklevel() -> int:
     """``stacklevel`` pointing at the first frame outside this package and torch (the user's
     call of the layer), so the warning names the user's line however deep the call chain."""
     internal = (os.path.dirname(__file__), os.path.dirname(torch.__file__))
-    frame = sys._getframe(1)  # the caller of this helper, i.e. stacklevel 1 of its warn()
+    # the caller of this helper, i.e. stacklevel 1 of its warn()
+    frame: FrameType | None = sys._getframe(1)
     level = 1
     while frame is not None and frame.f_code.co_filename.startswith(internal):
         frame = frame.f_back

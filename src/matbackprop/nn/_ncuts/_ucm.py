@@ -330,7 +330,8 @@ def agglomerate(
     use_mean = alpha < 1.0
     # region state: area, area-weighted sum of x; adjacency: nbr -> [Σ ℓ s, Σ ℓ, edge ids]
     area = w.tolist()
-    sums = (x * w.unsqueeze(1)).tolist() if use_mean else None
+    # x is set when use_mean (checked above); sums is read only then
+    sums: list = (x * w.unsqueeze(1)).tolist() if use_mean else []  # type: ignore[operator]
     adj: list[dict[int, list]] = [dict() for _ in range(S)]
     ls = (lengths * strength).tolist()
     ln = lengths.tolist()
