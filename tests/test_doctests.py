@@ -10,14 +10,14 @@ import pytest
 
 import matbackprop
 
-PACKAGES = ["linalg", "nn", "data", "metrics"]
+PACKAGES = ["validation", "linalg", "nn", "data", "metrics"]
 
 
 def _modules():
     for name in PACKAGES:
         package = importlib.import_module(f"matbackprop.{name}")
         yield package.__name__
-        for info in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + "."):
+        for info in pkgutil.walk_packages(getattr(package, "__path__", []), package.__name__ + "."):
             yield info.name
 
 

@@ -23,9 +23,13 @@ Sub-packages, bottom to top (imported lazily so that ``import matbackprop`` stay
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import Any
 
-__version__ = "0.1.0"
+try:  # one version source: pyproject.toml, read back from the installed distribution
+    __version__ = importlib.metadata.version("matbackprop")
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 _SUBPACKAGES = (
     "errors",

@@ -38,7 +38,20 @@ class DataFileError(ValueError):
     reason : str
         What is wrong with it; kept in :attr:`reason`.
 
+    Notes
+    -----
     The message is ``"<path>: <reason>"``.
+
+    Examples
+    --------
+    >>> from matbackprop.errors import DataFileError
+    >>> error = DataFileError("images/1.jpg", "truncated JPEG")
+    >>> str(error)
+    'images/1.jpg: truncated JPEG'
+    >>> error.path.name, error.reason
+    ('1.jpg', 'truncated JPEG')
+    >>> isinstance(error, ValueError)
+    True
     """
 
     def __init__(self, path: str | Path, reason: str) -> None:
@@ -51,4 +64,15 @@ class DataFileError(ValueError):
 
 
 class ConfigError(ValueError):
-    """A configuration entry is unknown or invalid (the message names its dotted key)."""
+    """A configuration entry is unknown or invalid (the message names its dotted key).
+
+    Examples
+    --------
+    >>> from matbackprop.errors import ConfigError
+    >>> from matbackprop.train import TrainConfig, config_from_dict
+    >>> try:
+    ...     config_from_dict(TrainConfig, {"optim": {"lr": -1.0}})
+    ... except ConfigError as error:
+    ...     print(error)
+    `optim.lr` must be > 0, got -1.0
+    """

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal, TypeGuard, cast, overload
 
 import torch
 from torch import Tensor
@@ -79,12 +80,12 @@ __all__ = [
     "symmetric_rtol",
 ]
 
-#: The dtypes every decomposition and layer computes in.
 FLOAT_DTYPES = (torch.float32, torch.float64)
-#: Integer dtypes accepted for labels, indices and ``k``.
+"""The dtypes every decomposition and layer computes in."""
 INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
-#: ``c`` in the definiteness tolerance ``c · n · eps · max|λ|`` (see the module docstring).
+"""Integer dtypes accepted for labels, indices and ``k``."""
 DEFINITENESS_FACTOR = 4.0
+"""``c`` in the definiteness tolerance ``c · n · eps · max|λ|`` (see the module docstring)."""
 
 
 def _dtype_names(dtypes: Sequence[torch.dtype]) -> str:
@@ -95,7 +96,19 @@ def _dtype_names(dtypes: Sequence[torch.dtype]) -> str:
 
 
 def require_tensor(x: object, name: str) -> Tensor:
-    """Return ``x`` if it is a :class:`torch.Tensor`, else raise naming ``name``."""
+    """Return ``x`` if it is a :class:`torch.Tensor`, else raise naming ``name``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import require_tensor
+    >>> require_tensor(torch.zeros(1), "A")
+    tensor([0.])
+    >>> require_tensor([0.0], "A")
+    Traceback (most recent call last):
+    ...
+    ValueError: `A` must be a torch.Tensor, got list
+    """
     if not isinstance(x, Tensor):
         raise ValueError(f"`{name}` must be a torch.Tensor, got {type(x).__name__}")
     return x
@@ -104,38 +117,104 @@ def require_tensor(x: object, name: str) -> Tensor:
 def check_float_dtype(
     x: Tensor, name: str, allowed: Sequence[torch.dtype] = FLOAT_DTYPES, hint: str = ""
 ) -> None:
-    """``x.dtype`` is one of ``allowed`` (float32 or float64 by default)."""
+    """``x.dtype`` is one of ``allowed`` (float32 or float64 by default).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import check_float_dtype
+    >>> check_float_dtype(torch.zeros(2), "A")
+    >>> check_float_dtype(torch.zeros(2, dtype=torch.float16), "A")
+    Traceback (most recent call last):
+    ...
+    ValueError: `A` must have dtype float32 or float64, got torch.float16
+    """
     if x.dtype not in allowed:
         raise ValueError(f"`{name}` must have dtype {_dtype_names(allowed)}, got {x.dtype}{hint}")
 
 
 def check_floating(x: Tensor, name: str) -> None:
-    """``x`` has any floating dtype (half precision included)."""
+    """``x`` has any floating dtype (half precision included).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import check_floating
+    >>> check_floating(torch.zeros(2, dtype=torch.float16), "features")
+    >>> check_floating(torch.zeros(2, dtype=torch.int64), "features")
+    Traceback (most recent call last):
+    ...
+    ValueError: `features` must have a floating dtype, got torch.int64
+    """
     if not x.dtype.is_floating_point:
         raise ValueError(f"`{name}` must have a floating dtype, got {x.dtype}")
 
 
 def check_int_dtype(x: Tensor, name: str) -> None:
-    """``x`` has an integer dtype (:data:`INT_DTYPES`)."""
+    """``x`` has an integer dtype (:data:`INT_DTYPES`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import check_int_dtype
+    >>> check_int_dtype(torch.tensor([0, 1]), "labels")
+    >>> check_int_dtype(torch.tensor([0.0, 1.0]), "labels")
+    Traceback (most recent call last):
+    ...
+    ValueError: `labels` must have an integer dtype, got torch.float32
+    """
     if x.dtype not in INT_DTYPES:
         raise ValueError(f"`{name}` must have an integer dtype, got {x.dtype}")
 
 
 def check_ndim(x: Tensor, name: str, ndim: int | Sequence[int], want: str) -> None:
-    """``x.ndim`` equals ``ndim`` (or is one of them); ``want`` describes the shape."""
+    """``x.ndim`` equals ``ndim`` (or is one of them); ``want`` describes the shape.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import check_ndim
+    >>> check_ndim(torch.zeros(2, 3), "labels", (1, 2), "(m,) or (B, m)")
+    >>> check_ndim(torch.zeros(2, 3, 4), "labels", (1, 2), "(m,) or (B, m)")
+    Traceback (most recent call last):
+    ...
+    ValueError: `labels` must have shape (m,) or (B, m), got (2, 3, 4)
+    """
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if x.ndim not in allowed:
         raise ValueError(f"`{name}` must have shape {want}, got {tuple(x.shape)}")
 
 
 def check_nonempty(x: Tensor, name: str, want: str) -> None:
-    """No dimension of ``x`` is 0; ``want`` describes the shape."""
+    """No dimension of ``x`` is 0; ``want`` describes the shape.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import check_nonempty
+    >>> check_nonempty(torch.zeros(2, 3), "F", "(B, m, d)")
+    >>> check_nonempty(torch.zeros(2, 0), "F", "(B, m, d)")
+    Traceback (most recent call last):
+    ...
+    ValueError: `F` must have non-empty dimensions (B, m, d), got (2, 0)
+    """
     if any(size == 0 for size in x.shape):
         raise ValueError(f"`{name}` must have non-empty dimensions {want}, got {tuple(x.shape)}")
 
 
 def check_matrix(x: Tensor, name: str, *, square: bool) -> None:
-    """``x`` has shape ``(..., m, n)`` (``m == n`` when ``square``) with ``m, n >= 1``."""
+    """``x`` has shape ``(..., m, n)`` (``m == n`` when ``square``) with ``m, n >= 1``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import check_matrix
+    >>> check_matrix(torch.zeros(5, 3, 3), "A", square=True)
+    >>> check_matrix(torch.zeros(3, 4), "A", square=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: `A` must have shape (..., n, n) (square), got (3, 4)
+    """
     shape = tuple(x.shape)
     if x.ndim < 2:
         want = "(..., n, n)" if square else "(..., m, n)"
@@ -147,7 +226,18 @@ def check_matrix(x: Tensor, name: str, *, square: bool) -> None:
 
 
 def check_finite(x: Tensor, name: str) -> None:
-    """Every entry of ``x`` is finite (one host sync)."""
+    """Every entry of ``x`` is finite (one host sync).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import check_finite
+    >>> check_finite(torch.tensor([1.0, 2.0]), "x")
+    >>> check_finite(torch.tensor([1.0, float("nan")]), "x")
+    Traceback (most recent call last):
+    ...
+    ValueError: `x` must be finite, got 1 non-finite entries (NaN or inf)
+    """
     finite = torch.isfinite(x.detach())
     if not bool(finite.all()):
         bad = int((~finite).sum())
@@ -155,7 +245,18 @@ def check_finite(x: Tensor, name: str) -> None:
 
 
 def check_nonnegative(x: Tensor, name: str, remedy: str = "") -> None:
-    """Every entry of ``x`` is ``>= 0`` (one host sync); ``remedy`` is appended to the message."""
+    """Every entry of ``x`` is ``>= 0`` (one host sync); ``remedy`` is appended to the message.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import check_nonnegative
+    >>> check_nonnegative(torch.tensor([0.0, 1.0]), "W")
+    >>> check_nonnegative(torch.tensor([-1.0, 1.0]), "W")
+    Traceback (most recent call last):
+    ...
+    ValueError: `W` must be non-negative, got minimum -1
+    """
     smallest = x.detach().min()
     if bool(smallest < 0):
         raise ValueError(
@@ -169,12 +270,30 @@ def symmetric_rtol(dtype: torch.dtype) -> float:
     ``max|A − Aᵀ| <= sqrt(eps) · max|A|``: lenient enough for Gram matrices ``FᵀF`` computed by
     a BLAS ``gemm`` (rounding ``~ n eps ‖F‖²``), strict enough to catch a matrix that is not
     symmetric at all.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import symmetric_rtol
+    >>> symmetric_rtol(torch.float64) == torch.finfo(torch.float64).eps ** 0.5
+    True
     """
     return float(torch.finfo(dtype).eps) ** 0.5
 
 
 def check_symmetric(x: Tensor, name: str, rtol: float | None = None) -> None:
-    """``max|A − Aᵀ| <= rtol · max|A|`` per matrix (``rtol`` defaults to :func:`symmetric_rtol`)."""
+    """``max|A − Aᵀ| <= rtol · max|A|`` per matrix (``rtol`` defaults to :func:`symmetric_rtol`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import check_symmetric
+    >>> check_symmetric(torch.eye(3), "A")
+    >>> check_symmetric(torch.tensor([[1.0, 2.0], [0.0, 1.0]]), "A")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: `A` must be symmetric: max|A - Aᵀ| / max|A| = 1 exceeds 0.000345; ...
+    """
     if rtol is None:
         rtol = symmetric_rtol(x.dtype)
     x = x.detach()
@@ -191,6 +310,18 @@ def check_symmetric_matrix(A: object, name: str, *, check: bool) -> Tensor:
     """Full check of a batch of symmetric matrices: tensor, dtype, shape, finite, symmetric.
 
     With ``check=False`` only the type is checked (no host sync).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import check_symmetric_matrix
+    >>> A = check_symmetric_matrix(torch.eye(2, dtype=torch.float64), "A", check=True)
+    >>> A.shape
+    torch.Size([2, 2])
+    >>> check_symmetric_matrix([[1.0]], "A", check=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: `A` must be a torch.Tensor, got list
     """
     A = require_tensor(A, name)
     if not check:
@@ -210,6 +341,17 @@ def definiteness_tolerance(lam: Tensor) -> Tensor:
 
     ``lam (..., n)`` are the eigenvalues of each matrix; ``eps`` is that of their dtype. Computed
     on the device, without a host sync. See the module docstring for the rule and its margin.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import DEFINITENESS_FACTOR, definiteness_tolerance
+    >>> lam = torch.tensor([[0.5, 1.0, 2.0]], dtype=torch.float64)
+    >>> tol = definiteness_tolerance(lam)
+    >>> tol.shape
+    torch.Size([1, 1])
+    >>> bool(tol == DEFINITENESS_FACTOR * 3 * torch.finfo(torch.float64).eps * 2.0)
+    True
     """
     n = lam.shape[-1]
     eps = float(torch.finfo(lam.dtype).eps)
@@ -222,6 +364,18 @@ class DefinitenessError(ValueError):
     A ``ValueError`` (catch it as one); ``indices`` are the flat batch indices of the matrices
     that failed, so that a caller can name what they are (e.g. a pooled region) or recompute
     them in a wider dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.linalg import invsqrtm
+    >>> from matbackprop.validation import DefinitenessError
+    >>> A = torch.stack([torch.eye(2), -torch.eye(2)]).double()
+    >>> try:
+    ...     invsqrtm(A)
+    ... except DefinitenessError as error:
+    ...     print(error.indices, isinstance(error, ValueError))
+    (1,) True
     """
 
     def __init__(self, message: str, indices: tuple[int, ...]) -> None:
@@ -250,6 +404,16 @@ def check_positive_definite(lam: Tensor, name: str, what: str, remedy: str = "")
 
     ``lam (..., n)`` are eigenvalues (e.g. those the forward computed anyway); ``what`` names
     the operation and ``remedy`` says what to change. One host sync.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import check_positive_definite
+    >>> check_positive_definite(torch.tensor([[1.0, 2.0]]), "A", "matrix")
+    >>> check_positive_definite(torch.tensor([[0.0, 2.0]]), "A", "matrix")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    matbackprop.validation.DefinitenessError: `A` must be symmetric positive definite ...
     """
     lam = lam.detach()
     bad = lam.amin(dim=-1, keepdim=True) <= definiteness_tolerance(lam)
@@ -261,6 +425,16 @@ def check_positive_semidefinite(lam: Tensor, name: str, what: str, remedy: str =
     """Raise unless every matrix has ``λ_min >= −tol`` (:func:`definiteness_tolerance`).
 
     Eigenvalues in ``[−tol, tol]`` are numerical zeros and pass. One host sync.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import check_positive_semidefinite
+    >>> check_positive_semidefinite(torch.tensor([[-1e-9, 2.0]]), "A", "λ")  # rounding: passes
+    >>> check_positive_semidefinite(torch.tensor([[-0.5, 2.0]]), "A", "λ")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    matbackprop.validation.DefinitenessError: `A` must be symmetric positive ...
     """
     lam = lam.detach()
     bad = lam.amin(dim=-1, keepdim=True) < -definiteness_tolerance(lam)
@@ -271,10 +445,30 @@ def check_positive_semidefinite(lam: Tensor, name: str, what: str, remedy: str =
 # ----------------------------------------------------------------------------- options
 
 
-def _is_real(value: object) -> bool:
+def _is_real(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+@overload
+def check_number(
+    value: object,
+    name: str,
+    *,
+    minimum: float | None = ...,
+    positive: bool = ...,
+    nonzero: bool = ...,
+    allow_none: Literal[False] = ...,
+) -> float: ...
+@overload
+def check_number(
+    value: object,
+    name: str,
+    *,
+    minimum: float | None = ...,
+    positive: bool = ...,
+    nonzero: bool = ...,
+    allow_none: bool,
+) -> float | None: ...
 def check_number(
     value: object,
     name: str,
@@ -289,16 +483,27 @@ def check_number(
     ``minimum``: ``value >= minimum``; ``positive``: ``value > 0``; ``nonzero``: ``value != 0``;
     ``allow_none``: ``None`` passes (and is returned). Messages read "`name` must be a finite
     number >= 0", "... > 0", "... non-zero number" (or "... or None").
+
+    Examples
+    --------
+    >>> from matbackprop.validation import check_number
+    >>> check_number(1, "eps", minimum=0)
+    1.0
+    >>> check_number(float("inf"), "eps", minimum=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: `eps` must be a finite number >= 0, got inf
     """
     if value is None and allow_none:
         return None
     ok = _is_real(value) and math.isfinite(value)
+    number = cast(float, value)  # a real number wherever `ok` is read below
     if ok and positive:
-        ok = value > 0
+        ok = number > 0
     if ok and minimum is not None:
-        ok = value >= minimum
+        ok = number >= minimum
     if ok and nonzero:
-        ok = value != 0
+        ok = number != 0
     if not ok:
         if positive:
             want = "a finite number > 0"
@@ -310,13 +515,32 @@ def check_number(
             want = "a finite number"
         none = " or None" if allow_none else ""
         raise ValueError(f"`{name}` must be {want}{none}, got {value!r}")
-    return float(value)
+    return float(number)
 
 
+@overload
+def check_int(
+    value: object, name: str, *, minimum: int = ..., allow_none: Literal[False] = ...
+) -> int: ...
+@overload
+def check_int(value: object, name: str, *, minimum: int = ..., allow_none: bool) -> int | None: ...
 def check_int(
     value: object, name: str, *, minimum: int = 1, allow_none: bool = False
 ) -> int | None:
-    """An int option (not a bool) ``>= minimum`` (default 1), or ``None`` if ``allow_none``."""
+    """An int option (not a bool) ``>= minimum`` (default 1), or ``None`` if ``allow_none``.
+
+    Examples
+    --------
+    >>> from matbackprop.validation import check_int
+    >>> check_int(3, "k")
+    3
+    >>> check_int(None, "k", allow_none=True) is None
+    True
+    >>> check_int(0, "k")
+    Traceback (most recent call last):
+    ...
+    ValueError: `k` must be a positive int, got 0
+    """
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -327,21 +551,54 @@ def check_int(
 
 
 def check_bool(value: object, name: str) -> bool:
-    """A bool option (``0``/``1`` are not accepted)."""
+    """A bool option (``0``/``1`` are not accepted).
+
+    Examples
+    --------
+    >>> from matbackprop.validation import check_bool
+    >>> check_bool(True, "center")
+    True
+    >>> check_bool(1, "center")
+    Traceback (most recent call last):
+    ...
+    ValueError: `center` must be a bool, got 1
+    """
     if not isinstance(value, bool):
         raise ValueError(f"`{name}` must be a bool, got {value!r}")
     return value
 
 
 def check_choice(value: object, name: str, choices: Sequence[object]) -> None:
-    """``value`` is one of ``choices`` (compared with ``==``; ``None`` may be a choice)."""
+    """``value`` is one of ``choices`` (compared with ``==``; ``None`` may be a choice).
+
+    Examples
+    --------
+    >>> from matbackprop.validation import check_choice
+    >>> check_choice("log", "normalization", ("log", "sqrt", None))
+    >>> check_choice("exp", "normalization", ("log", "sqrt", None))
+    Traceback (most recent call last):
+    ...
+    ValueError: `normalization` must be one of 'log' | 'sqrt' | None, got 'exp'
+    """
     if value not in tuple(choices):
         listed = " | ".join(repr(c) for c in choices)
         raise ValueError(f"`{name}` must be one of {listed}, got {value!r}")
 
 
 def check_compute_dtype(value: object, name: str = "compute_dtype") -> torch.dtype | None:
-    """``None``, ``torch.float32`` or ``torch.float64``: the dtype a computation runs in."""
+    """``None``, ``torch.float32`` or ``torch.float64``: the dtype a computation runs in.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.validation import check_compute_dtype
+    >>> check_compute_dtype(torch.float64)
+    torch.float64
+    >>> check_compute_dtype(torch.float16)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: `compute_dtype` must be None, torch.float32 or torch.float64, got ...
+    """
     if value is not None and value not in FLOAT_DTYPES:
         raise ValueError(f"`{name}` must be None, torch.float32 or torch.float64, got {value!r}")
     return value

@@ -51,7 +51,7 @@ def _section(record: RunRecord, source: Path, output: Path, figure_count: int) -
             parts += ["", f"![figure]({target.name})"]
     times = [c.wall_time for c in record.commands]
     if times and all(t is not None for t in times):
-        parts += ["", f"Wall time: {sum(times):.0f} s"]
+        parts += ["", f"Wall time: {sum(t for t in times if t is not None):.0f} s"]
     return [*parts, "", f"Source: `{source}`", ""]
 
 

@@ -45,6 +45,14 @@ class BSDSSample:
         The file stem, e.g. ``"101085"``.
     boundaries : list of torch.Tensor or None
         One ``(H, W)`` bool boundary map per annotator when requested, else ``None``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import BSDSSample
+    >>> sample = BSDSSample(torch.rand(3, 4, 6), [torch.zeros(4, 6, dtype=torch.long)], "1")
+    >>> sample.image_id, len(sample.segmentations), sample.boundaries is None
+    ('1', 1, True)
     """
 
     image: torch.Tensor
@@ -59,7 +67,16 @@ class BSDSSample:
 
 
 class BSDSFiles(NamedTuple):
-    """The two files behind one BSDS500 item."""
+    """The two files behind one BSDS500 item.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from matbackprop.data import BSDSFiles
+    >>> files = BSDSFiles(Path("data/images/val/3096.jpg"), Path("data/groundTruth/val/3096.mat"))
+    >>> files.image.stem == files.ground_truth.stem
+    True
+    """
 
     image: Path
     ground_truth: Path
@@ -117,6 +134,21 @@ def read_bsds_ground_truth(
         If the file is missing or unreadable, has no ``groundTruth`` variable, is not a cell of
         structs with the fields above, holds no annotation, a non-integral or negative label map,
         or maps of different sizes. The message names the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from matbackprop.data import read_bsds_ground_truth, save_bsds_ground_truth
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = Path(tmp.name) / "1.mat"
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 4, axis=0)
+    >>> save_bsds_ground_truth(path, [np.ones((4, 6), int), halves])
+    >>> segmentations, boundaries = read_bsds_ground_truth(path)
+    >>> [s.shape for s in segmentations], boundaries is None
+    ([(4, 6), (4, 6)], True)
+    >>> tmp.cleanup()
     """
     import scipy.io
 
@@ -200,6 +232,20 @@ def save_bsds_ground_truth(
     ------
     ValueError
         If no map is given, a map is not 2-D, the sizes differ, or labels do not fit ``uint16``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from scipy.io import loadmat
+    >>> from matbackprop.data import save_bsds_ground_truth
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = Path(tmp.name) / "1.mat"
+    >>> save_bsds_ground_truth(path, [np.ones((4, 6), int)])
+    >>> loadmat(str(path))["groundTruth"].shape              # a 1 x K cell, as in BSDS500
+    (1, 1)
+    >>> tmp.cleanup()
     """
     import scipy.io
 
@@ -248,6 +294,15 @@ def label_boundaries(labels: torch.Tensor) -> torch.Tensor:
     -------
     torch.Tensor
         ``(H, W)`` bool.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import label_boundaries
+    >>> label_boundaries(torch.tensor([[0, 0, 1], [0, 0, 1], [2, 2, 2]])).int()
+    tensor([[0, 1, 0],
+            [1, 1, 1],
+            [0, 0, 0]], dtype=torch.int32)
     """
     out = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
     out[:, :-1] |= labels[:, :-1] != labels[:, 1:]
@@ -301,6 +356,28 @@ class BSDS500(Dataset):
     ----------
     P. Arbelaez, M. Maire, C. Fowlkes and J. Malik, "Contour Detection and Hierarchical Image
     Segmentation", IEEE TPAMI 33(5), 2011.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from matbackprop.data import BSDS500, save_bsds_ground_truth
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> root = Path(tmp.name)                 # a one-image data set in the official layout
+    >>> (root / "data/images/train").mkdir(parents=True)
+    >>> (root / "data/groundTruth/train").mkdir(parents=True)
+    >>> Image.new("RGB", (6, 4), "red").save(root / "data/images/train/1.jpg")
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 4, axis=0)
+    >>> save_bsds_ground_truth(root / "data/groundTruth/train/1.mat", [halves, np.ones((4, 6))])
+    >>> data = BSDS500(root, "train")
+    >>> len(data), data.paths(0).image.name, data.ids
+    (1, '1.jpg', ['1'])
+    >>> sample = data[0]
+    >>> sample.image.shape, len(sample.segmentations), sample.image_id
+    (torch.Size([3, 4, 6]), 2, '1')
+    >>> tmp.cleanup()
     """
 
     def __init__(

@@ -53,6 +53,21 @@ def save_bsds_result(path: str | Path, *, segs: Any = None, ucm2: Any = None) ->
     ------
     ValueError
         If neither is given, a map is malformed, sizes disagree, or ``ucm2`` leaves ``[0, 1]``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from scipy.io import loadmat
+    >>> from matbackprop.data import save_bsds_result
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = save_bsds_result(Path(tmp.name) / "1.mat", segs=[np.ones((4, 6), int)],
+    ...                     ucm2=np.zeros((9, 13)))
+    >>> contents = loadmat(str(path))
+    >>> contents["segs"].shape, contents["segs"][0, 0].dtype, contents["ucm2"].shape
+    ((1, 1), dtype('<u2'), (9, 13))
+    >>> tmp.cleanup()
     """
     from scipy.io import savemat
 
@@ -86,7 +101,21 @@ def save_bsds_result(path: str | Path, *, segs: Any = None, ucm2: Any = None) ->
 
 
 def load_bsds_result(path: str | Path) -> dict[str, Any]:
-    """Read a result file: ``{"segs": [maps...]}`` and/or ``{"ucm2": array}``."""
+    """Read a result file: ``{"segs": [maps...]}`` and/or ``{"ucm2": array}``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from matbackprop.data import load_bsds_result, save_bsds_result
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = save_bsds_result(Path(tmp.name) / "1.mat", segs=[np.ones((4, 6), int)])
+    >>> result = load_bsds_result(path)
+    >>> sorted(result), result["segs"][0].shape, result["segs"][0].dtype
+    (['segs'], (4, 6), dtype('<u2'))
+    >>> tmp.cleanup()
+    """
     from scipy.io import loadmat
 
     raw = loadmat(Path(path))

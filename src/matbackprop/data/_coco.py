@@ -41,6 +41,15 @@ class COCOSample:
         ``(R,)`` int64 COCO annotation ids.
     image_id : int
         COCO image id.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import COCOSample
+    >>> sample = COCOSample(torch.rand(3, 8, 8), torch.ones(1, 8, 8, dtype=torch.bool),
+    ...                 torch.tensor([0]), torch.tensor([18]), torch.tensor([7]), image_id=1)
+    >>> sample.masks.shape, sample.image_id
+    (torch.Size([1, 8, 8]), 1)
     """
 
     image: torch.Tensor
@@ -76,6 +85,18 @@ def decode_coco_segmentation(segmentation: Any, height: int, width: int) -> np.n
     ------
     ValueError
         If the segmentation has an unknown form or cannot be decoded.
+
+    Examples
+    --------
+    >>> from matbackprop.data import decode_coco_segmentation
+    >>> mask = decode_coco_segmentation([[1.0, 1.0, 5.0, 1.0, 5.0, 3.0, 1.0, 3.0]], 4, 6)
+    >>> mask.shape, mask.dtype
+    ((4, 6), dtype('bool'))
+    >>> mask.astype(int)
+    array([[0, 0, 0, 0, 0, 0],
+           [0, 1, 1, 1, 1, 0],
+           [0, 1, 1, 1, 1, 0],
+           [0, 0, 0, 0, 0, 0]])
     """
     from pycocotools import mask as mask_utils
 
@@ -133,6 +154,15 @@ def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     ------
     ValueError
         If ``masks`` is not 3-D.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import resize_masks
+    >>> masks = torch.zeros(1, 64, 64, dtype=torch.bool)
+    >>> masks[0, 10, 10] = True                          # one pixel: nearest sampling would lose it
+    >>> bool(resize_masks(masks, (8, 8)).any())
+    True
     """
     if not isinstance(masks, torch.Tensor) or masks.ndim != 3:
         shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
@@ -217,6 +247,29 @@ class COCORegions(Dataset):
     T.-Y. Lin et al., "Microsoft COCO: Common Objects in Context", ECCV 2014. J. Carreira,
     R. Caseiro, J. Batista and C. Sminchisescu, "Semantic Segmentation with Second-Order
     Pooling", ECCV 2012 (O2P).
+
+    Examples
+    --------
+    >>> import json, tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from matbackprop.data import COCORegions
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> root = Path(tmp.name)                 # a one-image data set in the official layout
+    >>> (root / "annotations").mkdir()
+    >>> (root / "train2017").mkdir()
+    >>> Image.new("RGB", (40, 30), "white").save(root / "train2017/000000000001.jpg")
+    >>> square = [[5.0, 5.0, 25.0, 5.0, 25.0, 25.0, 5.0, 25.0]]
+    >>> coco = {"images": [{"id": 1, "file_name": "000000000001.jpg", "height": 30, "width": 40}],
+    ...         "categories": [{"id": 18, "name": "dog"}],
+    ...         "annotations": [{"id": 7, "image_id": 1, "category_id": 18, "segmentation": square,
+    ...                          "area": 400.0, "bbox": [5, 5, 20, 20], "iscrowd": 0}]}
+    >>> _ = (root / "annotations/instances_train2017.json").write_text(json.dumps(coco))
+    >>> regions = COCORegions(root, "train2017", min_area=100)
+    >>> sample = regions[0]
+    >>> sample.image.shape, sample.masks.shape, sample.labels, regions.category_names
+    (torch.Size([3, 30, 40]), torch.Size([1, 30, 40]), tensor([0]), ['dog'])
+    >>> tmp.cleanup()
     """
 
     def __init__(

@@ -26,6 +26,12 @@ def collate_list(batch: Sequence[T]) -> list[T]:
     -------
     list
         The same items, in order.
+
+    Examples
+    --------
+    >>> from matbackprop.data import collate_list
+    >>> collate_list([("a", 1), ("b", 2)])
+    [('a', 1), ('b', 2)]
     """
     return list(batch)
 

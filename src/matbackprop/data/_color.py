@@ -45,6 +45,15 @@ def rgb_to_lab(image: Tensor) -> Tensor:
     ------
     ValueError
         If ``image`` is not a floating tensor with 3 channels in dimension ``-3``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import rgb_to_lab
+    >>> white_red = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 0.0]]).reshape(3, 1, 2)
+    >>> rgb_to_lab(white_red).squeeze(1).T.round(decimals=1) + 0.0   # L*, a*, b*: white, red
+    tensor([[100.0000,   0.0000,   0.0000],
+            [ 53.2000,  80.1000,  67.2000]])
     """
     if not isinstance(image, Tensor) or image.ndim < 3 or image.shape[-3] != 3:
         shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__

@@ -50,6 +50,17 @@ def pool_to_grid(features: torch.Tensor, grid_size: tuple[int, int]) -> torch.Te
     ------
     ValueError
         On bad shapes or a grid finer than the feature map.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import pool_to_grid
+    >>> features = torch.arange(16.0).reshape(1, 1, 4, 4)
+    >>> pool_to_grid(features, (2, 2))
+    tensor([[[ 2.5000],
+             [ 4.5000],
+             [10.5000],
+             [12.5000]]])
     """
     gh, gw = _grid_pair(grid_size)
     if not isinstance(features, torch.Tensor) or features.ndim not in (3, 4):
@@ -89,6 +100,16 @@ def lift_grid_labels(
     ------
     ValueError
         On inconsistent shapes.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import lift_grid_labels
+    >>> lift_grid_labels(torch.tensor([0, 1, 2, 3]), (4, 4), (2, 2))
+    tensor([[0, 0, 1, 1],
+            [0, 0, 1, 1],
+            [2, 2, 3, 3],
+            [2, 2, 3, 3]])
     """
     if not isinstance(node_labels, torch.Tensor) or node_labels.ndim not in (1, 2):
         shape = (
@@ -142,8 +163,18 @@ def grid_majority_labels(
     ------
     ValueError
         On bad shapes or a grid finer than the label map.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import grid_majority_labels
+    >>> label_map = torch.tensor([[0, 0, 1, 1],
+    ...                       [0, 1, 1, 1]])
+    >>> grid_majority_labels(label_map, (1, 2))
+    tensor([0, 1])
     """
     check_label_map(label_map)
     gh, gw = _grid_pair(grid_size)
-    cells = grid_superpixels(tuple(label_map.shape), (gh, gw), device=label_map.device)
+    h, w = label_map.shape
+    cells = grid_superpixels((h, w), (gh, gw), device=label_map.device)
     return majority_labels(label_map, cells, ignore_index=ignore_index)

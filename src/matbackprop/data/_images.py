@@ -38,6 +38,20 @@ def read_rgb_image(path: str | Path) -> torch.Tensor:
     -----
     The whole file is decoded (``Image.load``) with Pillow's ``LOAD_TRUNCATED_IMAGES`` forced off
     for the duration of the call, so a truncated JPEG raises instead of being padded with grey.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from matbackprop.data import read_rgb_image
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = Path(tmp.name) / "grey.png"
+    >>> Image.new("L", (5, 3), 255).save(path)                 # greyscale: converted to RGB
+    >>> image = read_rgb_image(path)
+    >>> image.shape, image.dtype, float(image.max())
+    (torch.Size([3, 3, 5]), torch.float32, 1.0)
+    >>> tmp.cleanup()
     """
     from PIL import Image, ImageFile, UnidentifiedImageError
 

@@ -20,8 +20,8 @@ from ._superpixels import grid_superpixels, majority_labels, slic_superpixels
 
 __all__ = ["IGNORE_INDEX", "NodeLabelItems", "NodeSpec", "annotator_node_labels", "pick_annotator"]
 
-#: Label of a node (or pixel) that is not part of a training target.
 IGNORE_INDEX = -1
+"""Label of a node (or pixel) that is not part of a training target."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,21 @@ class NodeSpec:
 
     ``mode="grid"``: cells of ``cell`` × ``cell`` pixels (use the backbone's output stride);
     ``mode="slic"``: SLIC superpixels (``n_segments``, ``compactness``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import NodeSpec
+    >>> spec = NodeSpec("grid", cell=4)
+    >>> spec.node_index(torch.rand(3, 8, 12))
+    tensor([[0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2],
+            [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2],
+            [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2],
+            [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2],
+            [3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5],
+            [3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5],
+            [3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5],
+            [3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5]])
     """
 
     mode: Literal["grid", "slic"] = "grid"
@@ -53,7 +68,18 @@ class NodeSpec:
 
 
 def annotator_node_labels(segmentations: Sequence[Tensor], node_index: Tensor) -> list[Tensor]:
-    """Node labels (majority vote) of every human segmentation."""
+    """Node labels (majority vote) of every human segmentation.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import annotator_node_labels, grid_superpixels
+    >>> node_index = grid_superpixels((4, 4), (2, 2))
+    >>> left_right = torch.tensor([[0, 0, 1, 1]] * 4)
+    >>> everything = torch.zeros(4, 4, dtype=torch.long)
+    >>> annotator_node_labels([left_right, everything], node_index)
+    [tensor([0, 1, 0, 1]), tensor([0, 0, 0, 0])]
+    """
     return [majority_labels(seg, node_index) for seg in segmentations]
 
 
@@ -62,7 +88,16 @@ def pick_annotator(
 ) -> Tensor:
     """One annotator's node labels, drawn at random among those with at most ``max_segments``
     segments. If none qualifies, the coarsest one is used with only its ``max_segments``
-    largest segments; nodes of the others get :data:`IGNORE_INDEX` (left out of the loss)."""
+    largest segments; nodes of the others get :data:`IGNORE_INDEX` (left out of the loss).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import pick_annotator
+    >>> coarse, fine = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 2, 3])
+    >>> pick_annotator([coarse, fine], max_segments=2, generator=torch.Generator().manual_seed(0))
+    tensor([0, 0, 1, 1])
+    """
     counts = [int(torch.unique(c).numel()) for c in candidates]
     ok = [i for i, c in enumerate(counts) if c <= max_segments]
     if ok:
@@ -88,7 +123,18 @@ class NodeLabelItems(Dataset):
         and epoch from torch's global generator, which the trainer seeds per item
         (deterministic, resumable); see :func:`pick_annotator`.
 
+    Notes
+    -----
     Node index maps and the annotators' node labels are computed once per image and cached.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import NodeLabelItems, NodeSpec, TextureMosaics
+    >>> items = NodeLabelItems(TextureMosaics(2, size=32), NodeSpec("grid", cell=8))
+    >>> image, node_index, node_labels = items[0]
+    >>> image.shape, node_index.shape, node_labels.shape         # 4 x 4 grid cells: 16 nodes
+    (torch.Size([3, 32, 32]), torch.Size([32, 32]), torch.Size([16]))
     """
 
     def __init__(self, samples, nodes: NodeSpec, max_segments: int = 16) -> None:

@@ -24,6 +24,18 @@ def shared_root() -> Path | None:
     """The shared folder (holding ``data/``), or ``None`` when it cannot be found.
 
     Order: ``$MATBACKPROP_SHARED``; ``<repo root>/../shared``; ``<cwd>/../shared``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from pathlib import Path
+    >>> from matbackprop.data import shared_root
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> os.environ["MATBACKPROP_SHARED"] = folder = tmp.name
+    >>> shared_root() == Path(folder)
+    True
+    >>> del os.environ["MATBACKPROP_SHARED"]
+    >>> tmp.cleanup()
     """
     env = os.environ.get(SHARED_ENV)
     if env:
@@ -46,12 +58,32 @@ def _dataset_root(env: str, name: str) -> Path | None:
 
 
 def default_bsds_root() -> Path | None:
-    """``$MATBACKPROP_BSDS_ROOT``, else ``<shared>/data/BSDS500`` when it exists, else ``None``."""
+    """``$MATBACKPROP_BSDS_ROOT``, else ``<shared>/data/BSDS500`` when it exists, else ``None``.
+
+    Examples
+    --------
+    >>> import os
+    >>> from matbackprop.data import default_bsds_root
+    >>> os.environ["MATBACKPROP_BSDS_ROOT"] = "/data/BSDS500"
+    >>> default_bsds_root().as_posix()
+    '/data/BSDS500'
+    >>> del os.environ["MATBACKPROP_BSDS_ROOT"]
+    """
     return _dataset_root(BSDS_ENV, "BSDS500")
 
 
 def default_coco_root() -> Path | None:
-    """``$MATBACKPROP_COCO_ROOT``, else ``<shared>/data/coco-mini`` if it exists, else ``None``."""
+    """``$MATBACKPROP_COCO_ROOT``, else ``<shared>/data/coco-mini`` if it exists, else ``None``.
+
+    Examples
+    --------
+    >>> import os
+    >>> from matbackprop.data import default_coco_root
+    >>> os.environ["MATBACKPROP_COCO_ROOT"] = "/data/coco-mini"
+    >>> default_coco_root().as_posix()
+    '/data/coco-mini'
+    >>> del os.environ["MATBACKPROP_COCO_ROOT"]
+    """
     return _dataset_root(COCO_ENV, "coco-mini")
 
 

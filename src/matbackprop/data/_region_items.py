@@ -21,6 +21,13 @@ def draw_holdout(num_items: int, count: int, seed: int) -> list[int]:
     ------
     ValueError
         Unless ``0 <= count < num_items``.
+
+    Examples
+    --------
+    >>> from matbackprop.data import draw_holdout
+    >>> held_out = draw_holdout(100, 5, seed=0)
+    >>> len(held_out), held_out == sorted(held_out), held_out == draw_holdout(100, 5, seed=0)
+    (5, True, True)
     """
     if not 0 <= count < num_items:
         raise ValueError(f"`count` must be in [0, {num_items}), got {count}")
@@ -43,6 +50,25 @@ class RegionItems(Dataset):
     hflip : bool
         Flip each item horizontally with probability 1/2, drawn from torch's global generator
         (which the trainer seeds per item: deterministic, resumable).
+
+    Examples
+    --------
+    >>> from matbackprop.data import RegionItems
+    >>> class Regions:                                  # any data set with these members
+    ...     num_classes, category_names = 2, ["cat", "dog"]
+    ...     def __len__(self):
+    ...         return 3
+    ...     def load(self, i):
+    ...         import torch
+    ...         from matbackprop.data import COCOSample
+    ...         return COCOSample(torch.rand(3, 8, 8), torch.ones(1, 8, 8, dtype=torch.bool),
+    ...                           torch.tensor([i % 2]), torch.tensor([1]), torch.tensor([i]), i)
+    ...     __getitem__ = load
+    >>> items = RegionItems(Regions(), indices=[0, 2])
+    >>> len(items), sorted(items[1])
+    (2, ['image', 'image_id', 'labels', 'masks'])
+    >>> items[1]["labels"]
+    tensor([0])
     """
 
     def __init__(self, base: Any, indices: Sequence[int] | None = None, hflip: bool = False):
@@ -98,6 +124,21 @@ def collate_regions(
         ``images (B, 3, H, W)`` in ``[0, 1]``, ``masks (B, R, H, W)`` bool (no region in the
         padding), ``valid (B, R)``, ``labels (Q,)`` of the valid regions in image order,
         ``image_ids (B,)`` and ``sizes (B, 2)`` (the unpadded image sizes).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import collate_regions
+    >>> items = [{"image": torch.rand(3, 4, 6), "masks": torch.ones(1, 4, 6, dtype=torch.bool),
+    ...           "labels": torch.tensor([1]), "image_id": torch.tensor(1)},
+    ...          {"image": torch.rand(3, 5, 3), "masks": torch.ones(2, 5, 3, dtype=torch.bool),
+    ...           "labels": torch.tensor([0, 2]), "image_id": torch.tensor(2)}]
+    >>> batch = collate_regions(items)
+    >>> batch["images"].shape, batch["masks"].shape
+    (torch.Size([2, 3, 5, 6]), torch.Size([2, 2, 5, 6]))
+    >>> batch["labels"], batch["valid"]
+    (tensor([1, 0, 2]), tensor([[ True, False],
+            [ True,  True]]))
     """
     H = max(int(it["image"].shape[-2]) for it in items)
     W = max(int(it["image"].shape[-1]) for it in items)

@@ -88,6 +88,14 @@ def relabel_contiguous(labels: torch.Tensor) -> torch.Tensor:
     ------
     ValueError
         If ``labels`` is not an integer tensor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import relabel_contiguous
+    >>> relabel_contiguous(torch.tensor([[7, 7, 3], [9, 3, 3]]))
+    tensor([[1, 1, 0],
+            [2, 0, 0]])
     """
     if (
         not isinstance(labels, torch.Tensor)
@@ -145,6 +153,16 @@ def slic_superpixels(
     ----------
     R. Achanta et al., "SLIC Superpixels Compared to State-of-the-Art Superpixel Methods",
     IEEE TPAMI 34(11), 2012.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import slic_superpixels
+    >>> image = torch.zeros(3, 32, 32)
+    >>> image[:, :, 16:] = 1.0
+    >>> superpixels = slic_superpixels(image, n_segments=8)
+    >>> superpixels.shape, superpixels.dtype, int(superpixels.min())
+    (torch.Size([32, 32]), torch.int64, 0)
     """
     if isinstance(image, torch.Tensor):
         if image.ndim != 3 or image.shape[0] not in (1, 3):
@@ -229,6 +247,15 @@ def grid_superpixels(
     ------
     ValueError
         If the sizes are not positive pairs or the grid is finer than the image.
+
+    Examples
+    --------
+    >>> from matbackprop.data import grid_superpixels
+    >>> grid_superpixels((4, 6), (2, 3))
+    tensor([[0, 0, 1, 1, 2, 2],
+            [0, 0, 1, 1, 2, 2],
+            [3, 3, 4, 4, 5, 5],
+            [3, 3, 4, 4, 5, 5]])
     """
     for name, size in (("image_size", image_size), ("grid_size", grid_size)):
         if (
@@ -284,6 +311,16 @@ def pool_to_superpixels(
     ValueError
         On bad shapes or dtypes, non-finite features, a superpixel label >= S, or a superpixel
         with no pixel.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import pool_to_superpixels
+    >>> features = torch.arange(6.0).reshape(1, 1, 2, 3)             # (B, C, h, w)
+    >>> superpixels = torch.tensor([[0, 0, 1], [0, 1, 1]])
+    >>> pool_to_superpixels(features, superpixels, mode="nearest")   # (B, S, C)
+    tensor([[[1.3333],
+             [3.6667]]])
     """
     if not isinstance(features, torch.Tensor) or features.ndim not in (3, 4):
         shape = (
@@ -361,6 +398,14 @@ def lift_to_pixels(node_values: torch.Tensor, superpixels: torch.Tensor) -> torc
     ------
     ValueError
         If ``node_values`` is 0-d or a superpixel label is >= S.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import lift_to_pixels
+    >>> lift_to_pixels(torch.tensor([0.5, 2.0]), torch.tensor([[0, 0, 1], [1, 1, 1]]))
+    tensor([[0.5000, 0.5000, 2.0000],
+            [2.0000, 2.0000, 2.0000]])
     """
     if not isinstance(node_values, torch.Tensor) or node_values.ndim < 1:
         raise ValueError(
@@ -406,6 +451,14 @@ def majority_labels(
     ------
     ValueError
         On shape or dtype mismatch, or an empty superpixel when ``ignore_index`` is ``None``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import majority_labels
+    >>> label_map = torch.tensor([[5, 5, 7], [5, 7, 7]])
+    >>> majority_labels(label_map, torch.tensor([[0, 0, 1], [0, 1, 1]]))
+    tensor([5, 7])
     """
     check_label_map(label_map)
     sp = _check_superpixels(superpixels).to(label_map.device)
@@ -428,7 +481,8 @@ def majority_labels(
         first = torch.nonzero(empty).reshape(-1)[:5].tolist()
         raise ValueError(f"superpixels {first} have no pixel; pass `ignore_index` to allow this")
     if L == 0:
-        return torch.full((S,), int(ignore_index), dtype=torch.int64, device=label_map.device)
+        fill = int(ignore_index)  # type: ignore[arg-type]  # not None: raised above otherwise
+        return torch.full((S,), fill, dtype=torch.int64, device=label_map.device)
     # argmax returns the first maximum: the smallest label among ties.
     winner = values[counts.argmax(dim=1)]
     if ignore_index is not None:

@@ -71,6 +71,14 @@ def keep_aspect_size(
     ------
     ValueError
         If the sizes are not positive ints or not exactly one target is given.
+
+    Examples
+    --------
+    >>> from matbackprop.data import keep_aspect_size
+    >>> keep_aspect_size(321, 481, max_side=240)
+    (160, 240)
+    >>> keep_aspect_size(321, 481, short_side=160)
+    (160, 240)
     """
     for name, value in (("height", height), ("width", width)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -122,6 +130,13 @@ def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     Uses ``align_corners=False`` (pixel-centre convention), the same convention as
     :func:`resize_labels`. Antialiasing uses a triangle filter with positive weights, so values
     stay within the input range up to float rounding (clamp when an exact range matters).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import resize_image
+    >>> resize_image(torch.rand(3, 321, 481), (160, 240)).shape
+    torch.Size([3, 160, 240])
     """
     image = _check_image(image)
     size = _check_size(size)
@@ -155,6 +170,13 @@ def resize_keep_aspect(
     ------
     ValueError
         On a bad ``image`` or target.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import resize_keep_aspect
+    >>> resize_keep_aspect(torch.rand(3, 321, 481), max_side=240).shape
+    torch.Size([3, 160, 240])
     """
     image = _check_image(image)
     h, w = keep_aspect_size(
@@ -193,6 +215,16 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     ------
     ValueError
         If ``labels`` has fewer than 2 dimensions or ``size`` is not a positive pair.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import resize_labels
+    >>> resize_labels(torch.tensor([[0, 1], [2, 3]]), (4, 4))
+    tensor([[0, 0, 1, 1],
+            [0, 0, 1, 1],
+            [2, 2, 3, 3],
+            [2, 2, 3, 3]])
     """
     if not isinstance(labels, torch.Tensor):
         raise ValueError(f"`labels` must be a torch.Tensor, got {type(labels).__name__}")

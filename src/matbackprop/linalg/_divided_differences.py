@@ -62,6 +62,17 @@ class ScalarFunction:
         eigenvalues within rounding of zero (:func:`matbackprop.validation.definiteness_tolerance`)
         are evaluated as exactly 0, so ``f``, ``df`` and ``d2f`` must accept 0 and return a
         finite value there (the documented one-sided value, or 0 where it is infinite).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.linalg import ScalarFunction, spectral_function
+    >>> cube = ScalarFunction(f=lambda x: x**3, df=lambda x: 3 * x**2, name="cube")
+    >>> cube.f(torch.tensor(2.0)), cube.df(torch.tensor(2.0))
+    (tensor(8.), tensor(12.))
+    >>> A = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    >>> torch.allclose(spectral_function(A, cube.f, cube.df), A @ A @ A)
+    True
     """
 
     f: TensorFn
@@ -80,6 +91,13 @@ def default_dd_rtol(dtype: torch.dtype, stable: bool) -> float:
     cancellation error ``eps/gap`` and the rule's ``gap²/12`` error meet (both ~1e-11 in
     float64, ~1e-5 in float32). Stable closed form: ``sqrt(eps)``-like (``1e-8`` / ``3e-4``),
     only to avoid ``0/0``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.linalg import default_dd_rtol
+    >>> default_dd_rtol(torch.float64, stable=True) < default_dd_rtol(torch.float32, stable=True)
+    True
     """
     if dtype == torch.float64:
         return 1e-8 if stable else 1e-5
@@ -102,7 +120,7 @@ def tie_mask(lam: Tensor, rtol: float) -> Tensor:
 
 def first_divided_differences(
     lam: Tensor, fn: ScalarFunction, rtol: float | None = None, *, f_lam: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor | None]:
     """The Daleckii–Krein matrix ``P`` of ``fn`` on ``lam``, and its tie mask.
 
     ``Pᵢⱼ = (f(λᵢ) − f(λⱼ)) / (λᵢ − λⱼ)``, and ``Pᵢⱼ = f′`` on ties (so ``Pᵢᵢ = f′(λᵢ)``).
@@ -135,6 +153,22 @@ def first_divided_differences(
         Symmetric (up to rounding in the closed forms).
     ties : Tensor, shape (..., n, n), bool, or None
         ``None`` when ``fn.exact_at_ties`` made a mask unnecessary (the fast path).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.linalg import ScalarFunction, first_divided_differences
+    >>> square = ScalarFunction(f=lambda x: x**2, df=lambda x: 2 * x, name="square")
+    >>> lam = torch.tensor([1.0, 1.0, 3.0], dtype=torch.float64)   # a tie
+    >>> P, ties = first_divided_differences(lam, square)
+    >>> P                  # (f(a) - f(b)) / (a - b) = a + b, and f'(a) = 2a at ties
+    tensor([[2., 2., 4.],
+            [2., 2., 4.],
+            [4., 4., 6.]], dtype=torch.float64)
+    >>> ties
+    tensor([[ True,  True, False],
+            [ True,  True, False],
+            [False, False,  True]])
     """
     a = lam.unsqueeze(-1)  # (..., n, 1)
     b = lam.unsqueeze(-2)  # (..., 1, n)
@@ -153,7 +187,7 @@ def first_divided_differences(
     # Keep the quotient's arguments away from 0/0 on ties; those entries are discarded.
     b_safe = torch.where(ties, b - 1.0, b.expand_as(on_ties))
     if stable:
-        quotient = fn.divided_difference(a.expand_as(on_ties), b_safe)
+        quotient = fn.divided_difference(a.expand_as(on_ties), b_safe)  # type: ignore[misc]  # not None: `stable`
     else:
         if f_lam is None:
             f_lam = fn.f(lam)

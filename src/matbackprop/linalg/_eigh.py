@@ -28,7 +28,19 @@ from ._solver import symmetric_eigh
 
 
 class EighResult(NamedTuple):
-    """``(eigenvalues, eigenvectors)`` of :func:`eigh`, as ``torch.linalg.eigh`` returns them."""
+    """``(eigenvalues, eigenvectors)`` of :func:`eigh`, as ``torch.linalg.eigh`` returns them.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.linalg import eigh
+    >>> result = eigh(torch.diag(torch.tensor([3.0, 1.0, 2.0])))
+    >>> result.eigenvalues
+    tensor([1., 2., 3.])
+    >>> lam, U = result                         # unpacks like torch.linalg.eigh's result
+    >>> U.shape
+    torch.Size([3, 3])
+    """
 
     eigenvalues: Tensor
     eigenvectors: Tensor

@@ -44,7 +44,15 @@ _DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-4}
 
 
 def default_rtol(dtype: torch.dtype) -> float:
-    """Per-dtype default degeneracy tolerance (relative to the spectral scale)."""
+    """Per-dtype default degeneracy tolerance (relative to the spectral scale).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.linalg import default_rtol
+    >>> default_rtol(torch.float32) > default_rtol(torch.float64)
+    True
+    """
     return _DEFAULT_RTOL.get(dtype, 1e-4)
 
 
@@ -68,6 +76,19 @@ class DegeneracyPolicy:
     ------
     ValueError
         For an unknown ``mode`` or a negative tolerance.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.linalg import DegeneracyPolicy, eigh
+    >>> policy = DegeneracyPolicy("lorentzian", broadening=1e-12)
+    >>> policy.mode
+    'lorentzian'
+    >>> A = torch.eye(3, dtype=torch.float64, requires_grad=True)   # a triple eigenvalue
+    >>> lam, U = eigh(A, policy=policy)
+    >>> (U[:, -1] ** 4).sum().backward()
+    >>> bool(torch.isfinite(A.grad).all())
+    True
     """
 
     mode: Literal["zero", "lorentzian"] = "zero"

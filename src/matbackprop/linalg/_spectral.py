@@ -81,6 +81,13 @@ class SpectralOptions:
     ------
     ValueError
         For an option of the wrong type or outside its range (checked at construction).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.linalg import SpectralOptions
+    >>> SpectralOptions(eps=1e-3, compute_dtype=torch.float64)
+    SpectralOptions(eps=0.001, clamp=None, compute_dtype=torch.float64, rtol=None)
     """
 
     eps: float = 0.0

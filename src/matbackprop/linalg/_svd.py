@@ -40,7 +40,19 @@ from ._policy import DEFAULT_POLICY, DegeneracyPolicy
 
 
 class SVDResult(NamedTuple):
-    """``(U, S, Vh)`` of :func:`svd`, as ``torch.linalg.svd`` returns them."""
+    """``(U, S, Vh)`` of :func:`svd`, as ``torch.linalg.svd`` returns them.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.linalg import svd
+    >>> result = svd(torch.tensor([[3.0, 0.0], [0.0, -2.0], [0.0, 0.0]]))
+    >>> result.S
+    tensor([3., 2.])
+    >>> U, S, Vh = result
+    >>> (U.shape, Vh.shape)
+    (torch.Size([3, 2]), torch.Size([2, 2]))
+    """
 
     U: Tensor
     S: Tensor

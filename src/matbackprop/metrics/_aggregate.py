@@ -79,6 +79,15 @@ def interpolated_best_f(
     ------
     ValueError
         On empty or mismatched arrays, or non-finite values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matbackprop.metrics import interpolated_best_f
+    >>> thresholds = np.array([0.25, 0.5, 0.75])
+    >>> recall, precision = np.array([0.9, 0.7, 0.3]), np.array([0.5, 0.8, 0.9])
+    >>> [round(float(v), 3) for v in interpolated_best_f(thresholds, recall, precision)]
+    [0.5, 0.7, 0.8, 0.747]
     """
     t = _as_curve(thresholds, "thresholds")
     r = _as_curve(recall, "recall", t.size)
@@ -111,6 +120,13 @@ def pr_curve_area(recall: Any, precision: Any) -> float:
     Returns
     -------
     float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matbackprop.metrics import pr_curve_area
+    >>> round(pr_curve_area(np.array([0.9, 0.7, 0.3]), np.array([0.5, 0.8, 0.9])), 3)
+    0.477
     """
     r = _as_curve(recall, "recall")
     p = _as_curve(precision, "precision", r.size)
@@ -141,6 +157,15 @@ class BoundaryBenchmark:
     image_threshold, image_recall, image_precision, image_f : ndarray, shape (N,)
         Per-image interpolated best.
     names : list of (str or None), length N
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 6, axis=0)          # a human: left | right
+    >>> from matbackprop.metrics import aggregate_boundary, evaluate_segmentation
+    >>> result = aggregate_boundary([evaluate_segmentation(halves, [halves])])
+    >>> round(result.ods_f, 3), round(result.ois_f, 3)
+    (1.0, 1.0)
     """
 
     thresholds: np.ndarray
@@ -183,6 +208,16 @@ class RegionBenchmark:
     image_best_covering, image_pri_ois, image_voi_ois : ndarray, shape (N,)
         Per image: best covering over thresholds, max PRI, min VoI.
     names : list of (str or None), length N
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 6, axis=0)          # a human: left | right
+    >>> from matbackprop.metrics import aggregate_region, evaluate_segmentation
+    >>> everything = np.ones((6, 6), int)
+    >>> result = aggregate_region([evaluate_segmentation(everything, [halves])])
+    >>> round(result.covering_ods, 3), round(result.pri_ods, 3), round(result.voi_ods, 3)
+    (0.5, 0.486, 1.0)
     """
 
     thresholds: np.ndarray
@@ -228,6 +263,17 @@ def aggregate_boundary(results: Sequence[ImageEvaluation | BoundaryCurve]) -> Bo
     ------
     ValueError
         If ``results`` is empty, an item has no boundary part, or thresholds differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 6, axis=0)          # a human: left | right
+    >>> from matbackprop.metrics import aggregate_boundary, evaluate_segmentation
+    >>> thirds = np.repeat([[1, 1, 2, 2, 3, 3]], 6, axis=0)
+    >>> images = [evaluate_segmentation(halves, [halves]), evaluate_segmentation(thirds, [halves])]
+    >>> result = aggregate_boundary(images)
+    >>> round(result.ods_recall, 3), round(result.ods_precision, 3)
+    (0.5, 0.333)
     """
     curves, names = _collect(results, "boundary", BoundaryCurve)
     thr = curves[0].thresholds
@@ -283,6 +329,16 @@ def aggregate_region(results: Sequence[ImageEvaluation | RegionCurve]) -> Region
     ------
     ValueError
         If ``results`` is empty, an item has no region part, or thresholds differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 6, axis=0)          # a human: left | right
+    >>> from matbackprop.metrics import aggregate_region, evaluate_segmentation
+    >>> thirds = np.repeat([[1, 1, 2, 2, 3, 3]], 6, axis=0)
+    >>> images = [evaluate_segmentation(halves, [halves]), evaluate_segmentation(thirds, [halves])]
+    >>> round(aggregate_region(images).covering_ods, 3)
+    0.833
     """
     curves, names = _collect(results, "region", RegionCurve)
     thr = curves[0].thresholds

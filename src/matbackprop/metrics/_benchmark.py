@@ -80,6 +80,15 @@ class BoundaryCurve:
     thresholds : ndarray of float64, shape (T,)
     cnt_r, sum_r, cnt_p, sum_p : ndarray of int64, shape (T,)
         See :class:`~matbackprop.metrics.BoundaryCounts`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 6, axis=0)          # a human: left | right
+    >>> from matbackprop.metrics import evaluate_segmentation
+    >>> curve = evaluate_segmentation(halves, [halves]).boundary
+    >>> curve.thresholds, curve.cnt_r == curve.sum_r
+    (array([1.]), array([ True]))
     """
 
     thresholds: np.ndarray
@@ -130,6 +139,15 @@ class RegionCurve:
         thresholds (the official "best" covering is ``cnt_r_best / sum_r[0]``).
     pri, voi : ndarray of float64, shape (T,)
         Probabilistic Rand index and variation of information (bits).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 6, axis=0)          # a human: left | right
+    >>> from matbackprop.metrics import evaluate_segmentation
+    >>> curve = evaluate_segmentation(halves, [halves]).region
+    >>> curve.pri, curve.voi
+    (array([1.]), array([0.]))
     """
 
     thresholds: np.ndarray
@@ -167,7 +185,17 @@ class RegionCurve:
 
 @dataclass(frozen=True)
 class ImageEvaluation:
-    """Boundary and/or region curves of one image (``None`` for a part not computed)."""
+    """Boundary and/or region curves of one image (``None`` for a part not computed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 6, axis=0)          # a human: left | right
+    >>> from matbackprop.metrics import evaluate_segmentation
+    >>> evaluation = evaluate_segmentation(halves, [halves], name="1")
+    >>> evaluation.name, evaluation.boundary is not None, evaluation.region is not None
+    ('1', True, True)
+    """
 
     thresholds: np.ndarray
     boundary: BoundaryCurve | None
@@ -184,7 +212,14 @@ class ImageEvaluation:
 
 
 def ucm_thresholds(nthresh: int) -> np.ndarray:
-    """The benchmark's thresholds for soft maps: ``linspace(1/(n+1), 1 - 1/(n+1), n)``."""
+    """The benchmark's thresholds for soft maps: ``linspace(1/(n+1), 1 - 1/(n+1), n)``.
+
+    Examples
+    --------
+    >>> from matbackprop.metrics import ucm_thresholds
+    >>> ucm_thresholds(3)
+    array([0.25, 0.5 , 0.75])
+    """
     n = check_nthresh(nthresh)
     return np.linspace(1.0 / (n + 1), 1.0 - 1.0 / (n + 1), n)
 
@@ -229,6 +264,16 @@ def evaluate_hierarchy(
     ------
     ValueError
         On invalid or mismatched maps, empty ``segs``/``gts``, or when nothing is requested.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 6, axis=0)          # a human: left | right
+    >>> from matbackprop.metrics import evaluate_hierarchy
+    >>> coarse_to_fine = [np.ones((6, 6), int), halves, np.arange(36).reshape(6, 6) // 3]
+    >>> evaluation = evaluate_hierarchy(coarse_to_fine, [halves])
+    >>> evaluation.region.pri.round(3)                 # the middle level is the human's
+    array([0.486, 1.   , 0.571])
     """
     _check_parts(boundaries, regions)
     if _is_single_map(segs):
@@ -259,6 +304,15 @@ def evaluate_segmentation(
     """Evaluate a single segmentation (a one-level hierarchy, threshold 1).
 
     Same keyword arguments as :func:`evaluate_hierarchy`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 6, axis=0)          # a human: left | right
+    >>> from matbackprop.metrics import evaluate_segmentation
+    >>> evaluation = evaluate_segmentation(halves, [halves])
+    >>> evaluation.thresholds, evaluation.region.pri
+    (array([1.]), array([1.]))
     """
     return evaluate_hierarchy([as_label_map(seg, "seg")], gts, **kwargs)
 
@@ -303,6 +357,19 @@ def evaluate_ucm2(
     Thresholds between the same two distinct values of ``ucm2`` give the same boundary map and
     regions; they are evaluated once (exact). A ucm with ``L`` distinct levels thus costs at most
     ``2L + 1`` evaluations, however large ``nthresh`` is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matbackprop.metrics import evaluate_ucm2
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 6, axis=0)
+    >>> ucm2 = np.zeros((13, 13))
+    >>> ucm2[:, 6] = 0.5                  # the vertical boundary, strength 0.5
+    >>> evaluation = evaluate_ucm2(ucm2, [halves], nthresh=3)
+    >>> evaluation.thresholds
+    array([0.25, 0.5 , 0.75])
+    >>> evaluation.region.pri                   # 0.25: two regions; 0.5 and above: merged
+    array([1.        , 0.48571429, 0.48571429])
     """
     from scipy import ndimage
 
@@ -386,6 +453,18 @@ def evaluate_boundary_map(
     ------
     ValueError
         If ``pb`` is not a finite 2-D map in [0, 1] (NaN included), or on invalid human maps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 6, axis=0)          # a human: left | right
+    >>> from matbackprop.metrics import evaluate_boundary_map, segmentation_to_boundaries
+    >>> pb = segmentation_to_boundaries(halves).astype(float) * 0.7   # a soft map
+    >>> evaluation = evaluate_boundary_map(pb, [halves], nthresh=3)
+    >>> evaluation.thresholds
+    array([0.25, 0.5 , 0.75])
+    >>> evaluation.boundary.cnt_r
+    array([6, 6, 0])
     """
     soft = as_boundary_map(pb, "pb")
     thresholds = ucm_thresholds(nthresh)
@@ -448,7 +527,7 @@ def _evaluate(
         if gt_boundaries is not None:
             humans = resolve_human_boundaries(None, gt_boundaries, shape)
         else:
-            humans = [_thin(_seg2bdry(g)) for g in gt_maps]
+            humans = [_thin(_seg2bdry(g)) for g in gt_maps]  # type: ignore[union-attr]  # set above
         counts = np.zeros((4, n), dtype=np.int64)
         for t in range(n):
             if rep[t] != t:
@@ -461,7 +540,7 @@ def _evaluate(
             counts[:, t] = (c.cnt_r, c.sum_r, c.cnt_p, c.sum_p)
         boundary = BoundaryCurve(thresholds.copy(), *counts)
     if regions:
-        gt_rel = [_relabel(g) for g in gt_maps]
+        gt_rel = [_relabel(g) for g in gt_maps]  # type: ignore[union-attr]  # set above
         cover = np.zeros((4, n))
         pri = np.zeros(n)
         voi = np.zeros(n)
@@ -477,8 +556,10 @@ def _evaluate(
             pri[t], voi[t] = sc.pri, sc.voi
             areas = sc.gt_areas
             best = sc.gt_best_overlaps if best is None else np.maximum(best, sc.gt_best_overlaps)
+        cnt_r, sum_r, cnt_p, sum_p = cover
+        cnt_r_best = float(np.dot(areas, best))  # type: ignore[arg-type]  # set: n >= 1 levels
         region = RegionCurve(
-            thresholds.copy(), *cover, cnt_r_best=float(np.dot(areas, best)), pri=pri, voi=voi
+            thresholds.copy(), cnt_r, sum_r, cnt_p, sum_p, cnt_r_best=cnt_r_best, pri=pri, voi=voi
         )
     return ImageEvaluation(
         thresholds=thresholds.copy(), boundary=boundary, region=region, name=name

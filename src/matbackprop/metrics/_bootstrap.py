@@ -57,6 +57,18 @@ class BootstrapInterval:
     n_samples : int
     statistic : str
         ``"accuracy"`` or ``"mean_class_accuracy"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matbackprop.metrics import paired_bootstrap_ci
+    >>> correct_a = np.ones(40, bool)                       # method a: every sample right
+    >>> correct_b = np.arange(40) % 5 != 0                  # method b: wrong on every 5th
+    >>> ci = paired_bootstrap_ci(correct_a, correct_b, clusters=np.arange(40) // 4, n_resamples=500)
+    >>> round(ci.difference, 3), ci.n_clusters, ci.confidence
+    (0.2, 10, 0.95)
+    >>> bool(ci.low <= ci.difference <= ci.high)
+    True
     """
 
     difference: float

@@ -66,7 +66,14 @@ _COST_MULTIPLIER = 100.0
 
 
 def f_measure(recall: Any, precision: Any) -> Any:
-    """Harmonic mean ``2PR / (P + R)``, defined as 0 where ``P + R = 0`` (as the benchmark)."""
+    """Harmonic mean ``2PR / (P + R)``, defined as 0 where ``P + R = 0`` (as the benchmark).
+
+    Examples
+    --------
+    >>> from matbackprop.metrics import f_measure
+    >>> f_measure(0.5, 1.0), f_measure(0.0, 0.0)
+    (0.6666666666666666, 0.0)
+    """
     r = np.asarray(recall, dtype=np.float64)
     p = np.asarray(precision, dtype=np.float64)
     s = p + r
@@ -84,6 +91,15 @@ class BoundaryCounts:
         Matched human boundary pixels and all human boundary pixels, summed over humans.
     cnt_p, sum_p : int
         Machine boundary pixels matched to at least one human, and all machine boundary pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 6, axis=0)          # a human: left | right
+    >>> from matbackprop.metrics import boundary_pr, segmentation_to_boundaries
+    >>> counts = boundary_pr(segmentation_to_boundaries(halves), [halves])
+    >>> counts.cnt_r == counts.sum_r, counts.cnt_p == counts.sum_p       # every pixel matched
+    (True, True)
     """
 
     cnt_r: int
@@ -128,6 +144,14 @@ def segmentation_to_boundaries(seg: Any, *, double_size: bool = False) -> np.nda
     ------
     ValueError
         If ``seg`` is not a 2-D integer label map.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matbackprop.metrics import segmentation_to_boundaries
+    >>> segmentation_to_boundaries(np.array([[1, 1, 2], [1, 1, 2]])).astype(int)
+    array([[0, 1, 0],
+           [0, 1, 0]])
     """
     s = as_label_map(seg, "seg")
     return _seg2bdry(s, double_size=double_size)
@@ -149,6 +173,19 @@ def thin_boundaries(bmap: Any) -> np.ndarray:
     ------
     ValueError
         If ``bmap`` is not a 2-D binary map.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matbackprop.metrics import thin_boundaries
+    >>> thick = np.zeros((5, 7), bool)
+    >>> thick[1:4, 1:6] = True
+    >>> thin_boundaries(thick).astype(int)
+    array([[0, 0, 0, 0, 0, 0, 0],
+           [0, 0, 0, 0, 0, 0, 0],
+           [0, 0, 1, 1, 1, 0, 0],
+           [0, 0, 0, 0, 0, 0, 0],
+           [0, 0, 0, 0, 0, 0, 0]])
     """
     return _thin(as_binary_map(bmap, "bmap"))
 
@@ -163,6 +200,15 @@ def human_boundaries(gts: Sequence[Any]) -> list[np.ndarray]:
     Returns
     -------
     list of ndarray of bool, each (H, W)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 6, axis=0)          # a human: left | right
+    >>> from matbackprop.metrics import human_boundaries
+    >>> (boundary,) = human_boundaries([halves])
+    >>> boundary.shape, int(boundary.sum())
+    ((6, 6), 6)
     """
     return [_thin(_seg2bdry(g)) for g in as_label_maps(gts, "gts")]
 
@@ -200,6 +246,18 @@ def correspond_pixels(
     ------
     ValueError
         On non-binary or non-2-D maps, mismatched shapes, or bad ``max_dist``/``outlier_cost``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matbackprop.metrics import correspond_pixels
+    >>> a = np.zeros((8, 8), bool)
+    >>> a[:, 3] = True
+    >>> b = np.zeros((8, 8), bool)
+    >>> b[:, 4] = True                                            # the same line, one pixel over
+    >>> match1, match2 = correspond_pixels(a, b, max_dist=0.2)
+    >>> int((match1 > 0).sum()), int((match2 > 0).sum())
+    (8, 8)
     """
     b1 = as_binary_map(bmap1, "bmap1")
     b2 = as_binary_map(bmap2, "bmap2", b1.shape)
@@ -250,6 +308,16 @@ def boundary_pr(
     ValueError
         On non-binary maps, mismatched shapes, an empty human list, or when neither ``gts`` nor
         ``gt_boundaries`` is given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> halves = np.repeat([[1, 1, 1, 2, 2, 2]], 6, axis=0)          # a human: left | right
+    >>> from matbackprop.metrics import boundary_pr, segmentation_to_boundaries
+    >>> shifted = np.repeat([[1, 1, 2, 2, 2, 2]], 6, axis=0)        # the boundary one pixel off
+    >>> counts = boundary_pr(segmentation_to_boundaries(shifted), [halves], max_dist=0.2)
+    >>> counts.cnt_r, counts.sum_r
+    (6, 6)
     """
     b = as_binary_map(bmap, "bmap")
     md = check_max_dist(max_dist)

@@ -51,6 +51,14 @@ def confusion_matrix(
     ValueError
         On mismatched shapes, non-integer labels, labels outside ``[0, C)``, non-finite scores
         or a bad ``num_classes``.
+
+    Examples
+    --------
+    >>> from matbackprop.metrics import confusion_matrix
+    >>> confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], num_classes=3)
+    array([[1, 0, 0],
+           [0, 1, 0],
+           [0, 1, 1]])
     """
     p, t = _prepare(pred, target, num_classes, ignore_index)
     return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(
@@ -76,6 +84,14 @@ def accuracy(pred: Any, target: Any, *, ignore_index: int | None = None) -> floa
     ------
     ValueError
         On mismatched shapes, non-integer labels, or when no sample is left to evaluate.
+
+    Examples
+    --------
+    >>> from matbackprop.metrics import accuracy
+    >>> accuracy([0, 1, 1, 2], [0, 1, 2, 2])
+    0.75
+    >>> accuracy([0, 1, 1, 2], [0, 1, -1, 2], ignore_index=-1)
+    1.0
     """
     p, t = _prepare(pred, target, None, ignore_index)
     return float(np.mean(p == t))
@@ -92,6 +108,12 @@ def per_class_accuracy(
     Returns
     -------
     ndarray of float64, shape (C,)
+
+    Examples
+    --------
+    >>> from matbackprop.metrics import per_class_accuracy
+    >>> per_class_accuracy([0, 1, 1, 1], [0, 0, 1, 1], num_classes=3)      # class 2 is absent
+    array([0.5, 1. , nan])
     """
     m = confusion_matrix(pred, target, num_classes, ignore_index=ignore_index)
     support = m.sum(axis=1)
@@ -112,6 +134,14 @@ def mean_class_accuracy(
     Returns
     -------
     float in [0, 1]
+
+    Examples
+    --------
+    >>> from matbackprop.metrics import mean_class_accuracy
+    >>> mean_class_accuracy([0, 0, 0, 0], [0, 0, 0, 1], num_classes=2)   # accuracy 0.75
+    0.5
+    >>> mean_class_accuracy([0, 1, 1, 1], [0, 0, 1, 1], num_classes=2)
+    0.75
     """
     acc = per_class_accuracy(pred, target, num_classes, ignore_index=ignore_index)
     return float(np.nanmean(acc))

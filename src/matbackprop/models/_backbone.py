@@ -148,13 +148,14 @@ class ImageNormalization:
         return images * std + mean
 
 
-#: torchvision's ImageNet statistics of RGB images in ``[0, 1]``.
 IMAGENET_NORMALIZATION = ImageNormalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-#: The TF-Lite EfficientNet-Lite convention, mean 127 and std 128 on the 0..255 scale
-#: (``(255 x - 127) / 128``), which the Lite weights were trained with. The
-#: ``efficientnet-lite-pytorch`` port shows ImageNet constants in a usage example inherited from
-#: ``efficientnet_pytorch``; the stem's batch-norm statistics agree with 127/128 only (tested).
+"""torchvision's ImageNet statistics of RGB images in ``[0, 1]``."""
 EFFICIENTNET_LITE_NORMALIZATION = ImageNormalization((127.0 / 255.0,) * 3, (128.0 / 255.0,) * 3)
+"""The TF-Lite EfficientNet-Lite convention, mean 127 and std 128 on the 0..255 scale (``(255 x -
+127) / 128``), which the Lite weights were trained with. The ``efficientnet-lite-pytorch`` port
+shows ImageNet constants in a usage example inherited from ``efficientnet_pytorch``; the stem's
+batch-norm statistics agree with 127/128 only (tested).
+"""
 
 
 def parse_trainable(trainable: bool | int | str) -> int | Literal["all"]:

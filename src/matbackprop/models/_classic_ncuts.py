@@ -6,9 +6,9 @@ position (Shi & Malik, TPAMI 2000, eq. 11)::
     Wᵢⱼ = exp(−‖cᵢ − cⱼ‖² / σ_rgb²) · exp(−‖xᵢ − xⱼ‖² / σ_xy²)
 
 with positions in units of the image diagonal (so ``σ_xy`` is scale free). The spectral
-embedding uses the dense route of :func:`matbackprop.nn.normalized_cuts_affinity`; decoding is
-the same k-means hierarchy as DeepNCuts. ``σ_rgb`` and ``σ_xy`` are the only parameters and are
-tuned on training images (see the experiment code).
+embedding uses the dense route of :func:`matbackprop.nn.functional.normalized_cuts_affinity`;
+decoding is the same k-means hierarchy as DeepNCuts. ``σ_rgb`` and ``σ_xy`` are the only
+parameters and are tuned on training images (see the experiment code).
 """
 
 from __future__ import annotations
@@ -36,6 +36,21 @@ class ClassicNCuts:
         Colour bandwidth (colours in ``[0, 1]``).
     sigma_xy : float
         Position bandwidth as a fraction of the image diagonal.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import grid_superpixels
+    >>> from matbackprop.models import ClassicNCuts
+    >>> image = torch.zeros(3, 16, 16)
+    >>> image[0, :, 8:] = 1.0                                  # a red right half
+    >>> node_index = grid_superpixels((16, 16), (4, 4))
+    >>> levels = ClassicNCuts(sigma_rgb=0.1, sigma_xy=0.5).segment_hierarchy(image, node_index, 3)
+    >>> len(levels), levels[0].shape                            # k = 2 and k = 3, per pixel
+    (2, torch.Size([16, 16]))
+    >>> coarse = levels[0]
+    >>> bool((coarse[:, :8] == coarse[0, 0]).all() and (coarse[:, 8:] != coarse[0, 0]).all())
+    True
     """
 
     sigma_rgb: float = 0.1

@@ -55,6 +55,24 @@ class DeepNCuts(nn.Module):
     ValueError
         For an unknown ``nonneg``, a non-positive ``feature_dim`` or a backbone without
         ``out_channels``, ``output_stride`` or ``normalize``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import grid_superpixels
+    >>> from matbackprop.models import DeepNCuts, VGGTrunk
+    >>> _ = torch.manual_seed(0)
+    >>> model = DeepNCuts(VGGTrunk(widths=(8, 16), output_stride=2), feature_dim=8)
+    >>> images = torch.rand(2, 3, 16, 16)
+    >>> node_index = grid_superpixels((16, 16), (4, 4))
+    >>> labels = (torch.arange(16) % 2,) * 2                       # a 2-way partition of 16 nodes
+    >>> loss = model(images, [node_index, node_index], labels)
+    >>> loss.backward()
+    >>> loss.ndim
+    0
+    >>> levels = model.segment_hierarchy(images[0], node_index, k_max=3)
+    >>> [int(level.unique().numel()) for level in levels]
+    [2, 3]
     """
 
     def __init__(
@@ -69,7 +87,7 @@ class DeepNCuts(nn.Module):
         if nonneg not in NONNEG:
             raise ValueError(f"`nonneg` must be one of {NONNEG}, got {nonneg!r}")
         check_backbone(backbone, ("out_channels",))
-        channels = backbone.out_channels
+        channels: int = backbone.out_channels  # type: ignore[assignment]  # nn.Module attributes are typed Tensor | Module
         if feature_dim is not None and (isinstance(feature_dim, bool) or feature_dim < 1):
             raise ValueError(f"`feature_dim` must be a positive int or None, got {feature_dim!r}")
         self.backbone = backbone
@@ -85,7 +103,7 @@ class DeepNCuts(nn.Module):
         if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise ValueError(f"`images` must have shape (B, 3, H, W), got {shape}")
-        x = self.backbone(self.backbone.normalize(images))
+        x = self.backbone(self.backbone.normalize(images))  # type: ignore[operator]
         if self.project is not None:
             x = self.project(x)
         if self.nonneg == "softplus":
@@ -166,5 +184,17 @@ class DeepNCuts(nn.Module):
 
 
 def node_targets(label_map: Tensor, node_index: Tensor) -> Tensor:
-    """Ground-truth segment of each node: the majority label of its pixels ``(S,)``."""
+    """Ground-truth segment of each node: the majority label of its pixels ``(S,)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import node_targets
+    >>> label_map = torch.tensor([[0, 0, 1, 1],
+    ...                       [0, 1, 1, 1]])
+    >>> node_index = torch.tensor([[0, 0, 1, 1],
+    ...                        [0, 0, 1, 1]])
+    >>> node_targets(label_map, node_index)                     # each node's majority label
+    tensor([0, 1])
+    """
     return majority_labels(label_map, node_index)

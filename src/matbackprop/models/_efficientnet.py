@@ -340,6 +340,16 @@ class EfficientNetLite0Backbone(nn.Module):
     the input when the input requires grad.
 
     Stochastic depth (drop-connect) of the original training recipe is not implemented.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import EfficientNetLite0Backbone
+    >>> backbone = EfficientNetLite0Backbone(output_stride=16, pretrained=False)
+    >>> backbone(torch.rand(1, 3, 64, 64)).shape                # (B, out_channels, H/16, W/16)
+    torch.Size([1, 112, 4, 4])
+    >>> backbone.out_channels
+    112
     """
 
     normalization: ClassVar[ImageNormalization] = EFFICIENTNET_LITE_NORMALIZATION

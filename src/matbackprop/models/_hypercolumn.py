@@ -37,6 +37,9 @@ from ._efficientnet import EfficientNetLite0Backbone
 __all__ = ["DEFAULT_TAPS", "HypercolumnEncoder", "NodeHead"]
 
 DEFAULT_TAPS = (0, 2, 4, 10, 15)
+"""The EfficientNet-Lite0 MBConv blocks whose outputs `HypercolumnEncoder` pools by default: the
+last block of the stages at strides 2, 4, 8, 16 and 32.
+"""
 _NUM_BLOCKS = 16
 
 
@@ -67,6 +70,16 @@ class HypercolumnEncoder(nn.Module):
     ------
     ValueError
         For empty, unsorted or out-of-range ``taps`` or a bad ``input_size``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.data import grid_superpixels
+    >>> from matbackprop.models import HypercolumnEncoder
+    >>> encoder = HypercolumnEncoder(taps=(0, 2), pretrained=False)
+    >>> x = encoder(torch.rand(3, 32, 32), grid_superpixels((32, 32), (4, 4)))
+    >>> x.shape                           # 16 nodes; 16 + 24 tap channels + 3 Lab + 2 centroid
+    torch.Size([16, 45])
     """
 
     def __init__(
@@ -98,7 +111,10 @@ class HypercolumnEncoder(nn.Module):
         self.input_size = input_size
         self.colour = bool(colour)
         self.position = bool(position)
-        self.tap_channels = tuple(self.backbone.blocks[t].project.conv.out_channels for t in taps)
+        blocks = self.backbone.blocks
+        self.tap_channels: tuple[int, ...] = tuple(
+            blocks[t].project.conv.out_channels for t in taps  # type: ignore[union-attr, misc]
+        )
         self.out_dim = sum(self.tap_channels) + 3 * self.colour + 2 * self.position
 
     def feature_maps(self, image: Tensor) -> list[Tensor]:
@@ -161,7 +177,19 @@ class NodeHead(nn.Module):
     -----
     The standardization ``(x − μ) / σ`` is stored in buffers (``mean``, ``std``; identity until
     :meth:`fit_normalization` is called on training descriptors), so checkpoints carry it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import NodeHead
+    >>> head = NodeHead(in_dim=45, feature_dim=8, hidden=32)
+    >>> F = head(torch.rand(100, 45))
+    >>> F.shape, bool((F >= 0).all())
+    (torch.Size([100, 8]), True)
     """
+
+    mean: Tensor  # buffers (registered in __init__)
+    std: Tensor
 
     def __init__(self, in_dim: int, feature_dim: int = 64, hidden: int = 256) -> None:
         super().__init__()
@@ -172,6 +200,7 @@ class NodeHead(nn.Module):
             raise ValueError(f"`hidden` must be an int >= 0, got {hidden!r}")
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))
+        self.net: nn.Module
         if hidden:
             self.net = nn.Sequential(
                 nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, feature_dim)

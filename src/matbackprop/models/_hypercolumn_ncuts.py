@@ -59,6 +59,15 @@ class FrozenTapFeatures(nn.Module):
     ----------
     tap_channels : sequence of int
         Channels of each tap, in descriptor order.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import FrozenTapFeatures
+    >>> features = FrozenTapFeatures([2, 3])
+    >>> x = torch.tensor([[-1.0, 3.0, 4.0, 0.0, 5.0]])      # one node; taps of 2 and 3 channels
+    >>> features(x)                                         # each tap rectified, unit length
+    tensor([[0.0000, 1.0000, 0.6247, 0.0000, 0.7809]])
     """
 
     def __init__(self, tap_channels: Sequence[int]) -> None:
@@ -179,6 +188,20 @@ def bach_jordan_objective(features: Tensor, labels: Tensor) -> Tensor:
     eigenvectors of ``D^-½ FFᵀ D^-½``, ``k`` the number of segments of ``labels (m,)`` (nodes
     labelled :data:`~matbackprop.data.IGNORE_INDEX` are left out); the gradient flows through
     the eigendecomposition (matrix backpropagation).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import bach_jordan_objective
+    >>> labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    >>> F = torch.nn.functional.one_hot(labels, 2).double()      # features that match the partition
+    >>> round(bach_jordan_objective(F, labels).item(), 6)
+    0.0
+    >>> _ = torch.manual_seed(0)
+    >>> F = torch.rand(6, 4, dtype=torch.float64, requires_grad=True)
+    >>> bach_jordan_objective(F, labels).backward()
+    >>> F.grad.shape
+    torch.Size([6, 4])
     """
     result = _ncuts_layer()(features[None], labels=labels[None], ignore_index=IGNORE_INDEX)
     return ncuts_loss(result, labels[None], normalize=True, ignore_index=IGNORE_INDEX)
@@ -187,7 +210,18 @@ def bach_jordan_objective(features: Tensor, labels: Tensor) -> Tensor:
 def local_objective(features: Tensor, pairs: Tensor, labels: Tensor) -> Tensor:
     """The local-loss counterpart: class-balanced binary cross-entropy of the cosine affinity
     ``⟨Fᵢ, Fⱼ⟩ / ‖Fᵢ‖‖Fⱼ‖`` of adjacent superpixels ``pairs (P, 2)`` against "same segment"
-    (:func:`~matbackprop.nn.functional.pairwise_affinity_loss`); no eigendecomposition."""
+    (:func:`~matbackprop.nn.functional.pairwise_affinity_loss`); no eigendecomposition.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import local_objective
+    >>> F = torch.rand(4, 3, dtype=torch.float64, requires_grad=True)
+    >>> pairs = torch.tensor([[0, 1], [1, 2], [2, 3]])
+    >>> local_objective(F, pairs, torch.tensor([0, 0, 1, 1])).backward()
+    >>> F.grad.shape
+    torch.Size([4, 3])
+    """
     return pairwise_affinity_loss(features, pairs, labels, ignore_index=IGNORE_INDEX)
 
 
@@ -222,6 +256,18 @@ def spectral_edge_objective(
     -------
     Tensor
         Scalar loss (0 without a valid pair).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import spectral_edge_objective
+    >>> _ = torch.manual_seed(0)
+    >>> F = torch.rand(6, 4, dtype=torch.float64, requires_grad=True)
+    >>> pairs = torch.tensor([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]])
+    >>> loss = spectral_edge_objective(F, pairs, torch.tensor([0, 0, 0, 1, 1, 1]), k=2)
+    >>> loss.backward()
+    >>> loss.ndim, F.grad.shape
+    (0, torch.Size([6, 4]))
     """
     Z = _ncuts_layer()(features[None], k=min(int(k), *features.shape)).Z[0]
     x = Z / Z.norm(dim=1, keepdim=True).clamp_min(torch.finfo(Z.dtype).tiny)

@@ -67,6 +67,16 @@ def region_weights(masks: Tensor, size: tuple[int, int], stride: int) -> Tensor:
     ------
     ValueError
         For a non-4-D or complex ``masks``, a bad ``size`` or ``stride``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import region_weights
+    >>> masks = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    >>> masks[0, 0, :2, :3] = True
+    >>> region_weights(masks, (2, 2), stride=2)                 # covered fraction of each 2x2 cell
+    tensor([[[[1.0000, 0.5000],
+              [0.0000, 0.0000]]]])
     """
     if not isinstance(masks, Tensor) or masks.ndim != 4:
         shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
@@ -167,6 +177,18 @@ class RegionClassifier(nn.Module):
     C. Ionescu, O. Vantzos and C. Sminchisescu, "Matrix Backpropagation for Deep Networks with
     Structured Layers", ICCV 2015, Sec. 4.1 (DeepO2P). J. Carreira, R. Caseiro, J. Batista and
     C. Sminchisescu, "Semantic Segmentation with Second-Order Pooling", ECCV 2012 (O2P).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import RegionClassifier, VGGTrunk
+    >>> model = RegionClassifier(VGGTrunk(widths=(8, 16), output_stride=4), "o2p", num_classes=5,
+    ...                      reduce_dim=4)
+    >>> images = torch.rand(2, 3, 32, 32)
+    >>> masks = torch.zeros(2, 3, 32, 32, dtype=torch.bool)
+    >>> masks[:, 0, :16], masks[:, 1, 16:], masks[:, 2, :, :16] = True, True, True
+    >>> model(images, masks).shape                       # class scores of the B * R regions
+    torch.Size([6, 5])
     """
 
     def __init__(
@@ -213,10 +235,10 @@ class RegionClassifier(nn.Module):
         self.backbone = backbone
         self.head = head
         self.num_classes = int(num_classes)
-        self.stride = int(backbone.output_stride)
+        self.stride = int(backbone.output_stride)  # type: ignore[arg-type]  # nn.Module attributes are typed Tensor | Module
         self.freeze_batchnorm = freeze_batchnorm
         self.descriptor_norm = descriptor_norm
-        in_channels = int(backbone.out_channels)
+        in_channels = int(backbone.out_channels)  # type: ignore[arg-type]
         self.channels = int(reduce_dim) if reduce_dim is not None else in_channels
         self.reduce = nn.Conv2d(in_channels, reduce_dim, 1) if reduce_dim is not None else None
         if self.reduce is not None and not train_reduction:
@@ -395,7 +417,7 @@ class RegionClassifier(nn.Module):
         """
         images = self._check_images(images)
         padded, valid = self._padded_masks(masks, valid, images)
-        features = self.backbone(self.backbone.normalize(images))
+        features = self.backbone(self.backbone.normalize(images))  # type: ignore[operator]
         if not isinstance(features, Tensor) or features.ndim != 4:
             raise ValueError("`backbone` must return a (B, C, h, w) tensor")
         if self.reduce is not None:

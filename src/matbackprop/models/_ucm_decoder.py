@@ -33,6 +33,20 @@ class Hierarchy(NamedTuple):
         Its distinct segmentations, coarse to fine (nested), labels ``0 .. R-1``.
     thresholds : list of float
         The ``ucm2`` threshold of each level (decreasing).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import ClassicLabNCuts, UCMDecoder
+    >>> image = torch.zeros(3, 16, 16)
+    >>> image[0, :, 8:] = 1.0
+    >>> idx = torch.arange(16).reshape(4, 4).repeat_interleave(4, 0).repeat_interleave(4, 1)
+    >>> classic = ClassicLabNCuts(10.0, 0.5, radius=None, decoder=UCMDecoder(k=2))
+    >>> h = classic.segment_hierarchy(image, idx)
+    >>> h.ucm2.shape                                            # (2H + 1, 2W + 1)
+    torch.Size([33, 33])
+    >>> h.levels[0].shape, len(h.levels) == len(h.thresholds)
+    (torch.Size([16, 16]), True)
     """
 
     ucm2: Tensor

@@ -69,6 +69,16 @@ class VGGTrunk(nn.Module):
     -----
     Convolutions are He-normal initialised (fan-out, ReLU gain) with zero bias; the weights are
     therefore a deterministic function of the torch seed at construction.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.models import VGGTrunk
+    >>> trunk = VGGTrunk(widths=(8, 16), output_stride=2)
+    >>> trunk(torch.rand(1, 3, 32, 32)).shape
+    torch.Size([1, 16, 16, 16])
+    >>> trunk.out_channels
+    16
     """
 
     def __init__(

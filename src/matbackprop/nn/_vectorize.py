@@ -27,7 +27,14 @@ _SQRT2 = math.sqrt(2.0)
 
 
 def symmetric_dim(n: int) -> int:
-    """Length ``n(n+1)/2`` of the vectorization of an ``n × n`` symmetric matrix."""
+    """Length ``n(n+1)/2`` of the vectorization of an ``n × n`` symmetric matrix.
+
+    Examples
+    --------
+    >>> from matbackprop.nn.functional import symmetric_dim
+    >>> symmetric_dim(64)
+    2080
+    """
     return n * (n + 1) // 2
 
 

@@ -55,6 +55,13 @@ class TaskInfo:
 
     ``command``: the name of a top-level ``matbackprop`` command that trains and then evaluates
     the task (``matbackprop demo`` is ``matbackprop run demo``).
+
+    Examples
+    --------
+    >>> from matbackprop.tasks import TASKS
+    >>> info = TASKS["ncuts"]
+    >>> info.module
+    'matbackprop.tasks.ncuts'
     """
 
     module: str
@@ -62,7 +69,6 @@ class TaskInfo:
     command: str | None = None
 
 
-#: The registry: task name -> where it lives (modules are imported only when used).
 TASKS: dict[str, TaskInfo] = {
     "demo": TaskInfo(
         "matbackprop.tasks.demo",
@@ -78,10 +84,21 @@ TASKS: dict[str, TaskInfo] = {
         "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P vs sqrt heads",
     ),
 }
+"""The registry: task name -> where it lives (modules are imported only when used)."""
 
 
 class Task(Protocol):
-    """What a task module provides (see the module docstring); modules satisfy it as they are."""
+    """What a task module provides (see the module docstring); modules satisfy it as they are.
+
+    Examples
+    --------
+    >>> from matbackprop.tasks import Task, get_task
+    >>> task = get_task("demo")
+    >>> callable(task.train) and callable(task.evaluate)
+    True
+    >>> "quick" in task.PRESETS
+    True
+    """
 
     DESCRIPTION: str
     METHODS: tuple[str, ...]
@@ -129,6 +146,16 @@ def get_task(name: str) -> Task:
         For an unknown name (listing the known ones).
     TypeError
         If the registered module lacks a part of the task interface.
+
+    Examples
+    --------
+    >>> from matbackprop.tasks import get_task
+    >>> get_task("o2p").__name__
+    'matbackprop.tasks.o2p'
+    >>> get_task("segmentation")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown task 'segmentation'; choose one of ...
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
@@ -136,4 +163,4 @@ def get_task(name: str) -> Task:
     missing = [part for part in PARTS if not hasattr(module, part)]
     if missing:
         raise TypeError(f"task module {module.__name__} lacks {', '.join(missing)}")
-    return module  # type: ignore[return-value]
+    return module

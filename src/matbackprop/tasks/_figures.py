@@ -38,7 +38,7 @@ def colorize(labels: Tensor, image: Tensor | None = None) -> np.ndarray:
     lab = labels.cpu().numpy().astype(np.int64)
     _, inverse = np.unique(lab, return_inverse=True)
     inverse = inverse.reshape(lab.shape)
-    rgb = _palette(int(inverse.max()) + 1)[inverse].astype(np.float32)
+    rgb: np.ndarray = _palette(int(inverse.max()) + 1)[inverse].astype(np.float32)
     if image is not None:
         rgb = 0.55 * rgb + 0.45 * 255 * image.permute(1, 2, 0).cpu().numpy()
     edge = np.zeros(lab.shape, dtype=bool)
@@ -78,7 +78,7 @@ def save_segmentation_figure(
         draw.text((pad + c * (w + pad), 2), name, fill="black")
     for r, row in enumerate(tiles):
         for c, tile in enumerate(row):
-            im = Image.fromarray(tile).resize((w, h), Image.NEAREST)
+            im = Image.fromarray(tile).resize((w, h), Image.Resampling.NEAREST)
             canvas.paste(im, (pad + c * (w + pad), header + pad + r * (h + pad)))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +141,7 @@ def save_ucm_figure(
         draw.text((pad + c * (w + pad), 2), name[: max(8, w // 6)], fill="black")
     for r, row in enumerate(rows):
         for c, tile in enumerate(row):
-            im = Image.fromarray(tile).resize((w, h), Image.BILINEAR)
+            im = Image.fromarray(tile).resize((w, h), Image.Resampling.BILINEAR)
             canvas.paste(im, (pad + c * (w + pad), header + pad + r * (h + pad)))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

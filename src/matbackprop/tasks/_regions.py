@@ -106,7 +106,7 @@ def save_region_predictions(
     arrays |= {f"predicted_{m}": np.asarray(p) for m, p in predicted.items()}
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy stub: **kwds
     os.replace(tmp, path)
     return path
 

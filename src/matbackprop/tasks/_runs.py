@@ -60,7 +60,7 @@ def save_training_record(
     record.methods = {**record.methods, **methods}
     record.details = {**record.details, **(details or {})}
     record.config = config_to_dict(config)
-    record.environment = environment(resolve_device(config.train.device))
+    record.environment = environment(str(resolve_device(config.train.device)))
     record.run_dir = str(run_dir)
     record.add_command(command)
     if is_main_process():
@@ -223,7 +223,7 @@ def evaluate_over_seeds(
             }
             record = RunRecord.combine_seeds(records, config=config_to_dict(config), run_dir=root)
             if compare is not None:
-                record.comparisons = compare(config, dict(records))
+                record.comparisons = compare(config, dict(records))  # type: ignore[arg-type]
             record.add_command(command)
             record.save(out / METRICS)
             return record

@@ -16,7 +16,7 @@ import json
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,7 @@ def _segment_all(
         levels = pad_hierarchy(segment(image, node_indices[i]), k_max - 1)
         size = tuple(ground_truths[i][0].shape)
         if tuple(levels[0].shape) != size:  # segmented at model resolution: upsample
-            levels = [resize_labels(level, size) for level in levels]
+            levels = [resize_labels(level, size) for level in levels]  # type: ignore[arg-type]
         hierarchies.append(levels)
     return hierarchies
 
@@ -134,7 +134,7 @@ def benchmark_entry(evaluations: Sequence[Any], boundaries: bool) -> dict[str, A
 def evaluate_segmenters(
     segmenters: dict[str, Segmenter],
     images: Sequence[Tensor],
-    node_indices: dict[str, Sequence[Tensor]],
+    node_indices: Mapping[str, Sequence[Tensor]],
     ground_truths: Sequence[Sequence[Tensor]],
     k_max: int,
     *,
@@ -203,7 +203,7 @@ def tune_classic(
         model = ClassicNCuts(sigma_rgb=s_rgb, sigma_xy=s_xy)
         metrics, _ = evaluate_segmenters(
             {
-                "classic": lambda image, index, model=model: model.segment_hierarchy(
+                "classic": lambda image, index, model=model: model.segment_hierarchy(  # type: ignore[misc]
                     image, index, k_max
                 )
             },

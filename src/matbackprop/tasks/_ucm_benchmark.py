@@ -17,6 +17,7 @@ import os
 import pickle
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ class UCMBenchmark:
         self.cache = None if cache is None else Path(cache)
         self.seconds = 0.0
         self.reused = 0
-        self._pool = None
+        self._pool: Executor | None = None
 
     def __enter__(self) -> UCMBenchmark:
         if self.workers > 1:

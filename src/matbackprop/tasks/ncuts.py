@@ -329,7 +329,7 @@ def train(config: Config, *, resume: bool = False) -> RunRecord:
         run_dir.mkdir(parents=True, exist_ok=True)
         cache = _cache(config)
         items = train_data(config, cache)
-        timings = {"nodes": time.perf_counter() - start, **cache.timings}
+        timings: dict[str, Any] = {"nodes": time.perf_counter() - start, **cache.timings}
         classic = {}
         if "classic_ncuts" in config.methods:
             classic = tune_classic(

@@ -78,6 +78,18 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     -----
     If anything fails (or the process is interrupted by an exception) before the rename, the
     temporary file is removed and the previous ``path`` is untouched.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import torch
+    >>> from matbackprop.train import atomic_save
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = atomic_save({"step": 3}, Path(tmp.name) / "last.pt")
+    >>> torch.load(path), [p.name for p in Path(tmp.name).iterdir()]
+    ({'step': 3}, ['last.pt'])
+    >>> tmp.cleanup()
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +113,17 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     """Delete ``.*.tmp`` files left by an :func:`atomic_save` that was killed before its rename.
 
     Returns the removed paths. Only call this when no other process writes into ``directory``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from matbackprop.train import remove_stale_temporaries
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> _ = (Path(tmp.name) / ".last.pt.1234.tmp").write_bytes(b"partial")
+    >>> [p.name for p in remove_stale_temporaries(tmp.name)]
+    ['.last.pt.1234.tmp']
+    >>> tmp.cleanup()
     """
     directory = Path(directory)
     removed = []
@@ -137,6 +160,21 @@ def load_checkpoint(
         If the file does not exist.
     matbackprop.errors.DataFileError
         If it cannot be read or is not a dict.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from matbackprop.train import atomic_save, load_checkpoint
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = atomic_save({"step": 3, "model": {}}, Path(tmp.name) / "last.pt")
+    >>> load_checkpoint(path)["step"]
+    3
+    >>> load_checkpoint(Path(tmp.name) / "missing.pt")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: checkpoint not found: ...
+    >>> tmp.cleanup()
     """
     path = Path(path)
     if not path.is_file():
@@ -173,6 +211,21 @@ def load_model_weights(
     ------
     matbackprop.errors.DataFileError
         If the file has no ``model`` entry.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import torch
+    >>> from matbackprop.train import atomic_save, load_model_weights
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> trained = torch.nn.Linear(2, 1)
+    >>> path = atomic_save({"model": trained.state_dict()}, Path(tmp.name) / "last.pt")
+    >>> model = torch.nn.Linear(2, 1)
+    >>> _ = load_model_weights(model, path)
+    >>> torch.equal(model.weight, trained.weight)
+    True
+    >>> tmp.cleanup()
     """
     state = load_checkpoint(path)
     if "model" not in state:

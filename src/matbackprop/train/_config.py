@@ -242,6 +242,20 @@ def validate_fields(config: Any, prefix: str = "") -> None:
     ------
     matbackprop.errors.ConfigError
         Naming the dotted key, what was expected and what came.
+
+    Examples
+    --------
+    >>> from matbackprop.train import OptimConfig, validate_fields
+    >>> config = OptimConfig()
+    >>> config.lr = 1                                   # an int where a float belongs
+    >>> validate_fields(config, prefix="optim.")
+    >>> config.lr
+    1.0
+    >>> config.lr = "0.5"
+    >>> validate_fields(config, prefix="optim.")
+    Traceback (most recent call last):
+    ...
+    matbackprop.errors.ConfigError: `optim.lr` must be a float, got '0.5'
     """
     hints = _hints(type(config))
     for f in dataclasses.fields(config):
@@ -269,6 +283,17 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
     matbackprop.errors.ConfigError
         For unknown keys (named with their dotted path and the valid keys) or values that do not
         match the field types or the config's own checks.
+
+    Examples
+    --------
+    >>> from matbackprop.train import TrainConfig, config_from_dict
+    >>> config = config_from_dict(TrainConfig, {"steps": 50, "optim": {"lr": 0.01}})
+    >>> config.steps, config.optim.lr
+    (50, 0.01)
+    >>> config_from_dict(TrainConfig, {"stepz": 50})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    matbackprop.errors.ConfigError: unknown config key `stepz`; valid keys: name, ...
     """
     if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
         raise ValueError(f"`cls` must be a dataclass type, got {cls!r}")
@@ -276,7 +301,15 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
-    """Plain nested dict of a dataclass config (tuples as lists, paths as str), for YAML/JSON."""
+    """Plain nested dict of a dataclass config (tuples as lists, paths as str), for YAML/JSON.
+
+    Examples
+    --------
+    >>> from matbackprop.train import TrainConfig, config_to_dict
+    >>> data = config_to_dict(TrainConfig(steps=10))
+    >>> data["steps"], data["optim"]["name"], data["out_dir"]
+    (10, 'adamw', 'runs')
+    """
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise ValueError(f"`config` must be a dataclass instance, got {type(config).__name__}")
 
@@ -326,6 +359,17 @@ def apply_overrides(config: C, overrides: Iterable[str]) -> C:
     matbackprop.errors.ConfigError
         For a malformed item, an unknown key (named, with the valid keys) or a value that does not
         parse as the field's type or fails the config's checks.
+
+    Examples
+    --------
+    >>> from matbackprop.train import TrainConfig, apply_overrides
+    >>> config = apply_overrides(TrainConfig(), ["optim.name=sgd", "schedule.warmup_steps=10"])
+    >>> config.optim.name, config.schedule.warmup_steps
+    ('sgd', 10)
+    >>> apply_overrides(TrainConfig(), ["optim.learning_rate=0.1"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    matbackprop.errors.ConfigError: unknown config key `optim.learning_rate` (from ...
     """
     if isinstance(overrides, str):
         raise ValueError("`overrides` must be an iterable of 'key=value' strings, not one string")
@@ -379,6 +423,19 @@ def load_config(path: str | Path, cls: type[C] | None = None, overrides: Iterabl
         If ``path`` does not exist.
     matbackprop.errors.ConfigError
         For an unknown suffix, a file that does not parse, unknown keys or bad values.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from matbackprop.train import TrainConfig, load_config
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = Path(tmp.name) / "run.toml"
+    >>> _ = path.write_text("steps = 100\\n[optim]\\nlr = 0.01\\n")
+    >>> config = load_config(path, TrainConfig, overrides=["batch_size=4"])
+    >>> config.steps, config.optim.lr, config.batch_size
+    (100, 0.01, 4)
+    >>> tmp.cleanup()
     """
     path = Path(path)
     if cls is None:
@@ -410,14 +467,26 @@ def load_config(path: str | Path, cls: type[C] | None = None, overrides: Iterabl
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: the config must be a mapping at top level, got {type(data)}")
     try:
-        config = config_from_dict(cls, data)
+        config = config_from_dict(cls, data)  # type: ignore[arg-type]  # cls set above if None
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     return apply_overrides(config, overrides) if overrides else config
 
 
 def save_config(config: Any, path: str | Path) -> None:
-    """Write ``config`` as YAML (readable back with :func:`load_config`)."""
+    """Write ``config`` as YAML (readable back with :func:`load_config`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from matbackprop.train import TrainConfig, load_config, save_config
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> save_config(TrainConfig(steps=7), Path(tmp.name) / "config.yaml")
+    >>> load_config(Path(tmp.name) / "config.yaml", TrainConfig).steps
+    7
+    >>> tmp.cleanup()
+    """
     import yaml
 
     path = Path(path)

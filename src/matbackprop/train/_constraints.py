@@ -22,7 +22,23 @@ __all__ = ["Check", "Pattern", "Range"]
 
 @dataclass(frozen=True)
 class Range:
-    """Bounds of a number, e.g. ``Annotated[float, Range(ge=0, lt=1)]`` for ``[0, 1)``."""
+    """Bounds of a number, e.g. ``Annotated[float, Range(ge=0, lt=1)]`` for ``[0, 1)``.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> from typing import Annotated
+    >>> from matbackprop.train import Range, config_from_dict
+    >>> @dataclass
+    ... class Config:
+    ...     dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0
+    >>> config_from_dict(Config, {"dropout": 0.5}).dropout
+    0.5
+    >>> config_from_dict(Config, {"dropout": 1.0})
+    Traceback (most recent call last):
+    ...
+    matbackprop.errors.ConfigError: `dropout` must be in [0, 1), got 1.0
+    """
 
     ge: float | None = None
     gt: float | None = None
@@ -49,7 +65,21 @@ class Range:
 
 @dataclass(frozen=True)
 class Pattern:
-    """A string matching ``regex`` in full; ``description`` completes "must be ..."."""
+    """A string matching ``regex`` in full; ``description`` completes "must be ...".
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> from typing import Annotated
+    >>> from matbackprop.train import Pattern, config_from_dict
+    >>> @dataclass
+    ... class Config:
+    ...     tag: Annotated[str, Pattern(r"[a-z]+", "lower-case letters")] = "run"
+    >>> config_from_dict(Config, {"tag": "Run 1"})
+    Traceback (most recent call last):
+    ...
+    matbackprop.errors.ConfigError: `tag` must be lower-case letters, got 'Run 1'
+    """
 
     regex: str
     description: str
@@ -64,7 +94,23 @@ class Pattern:
 @dataclass(frozen=True)
 class Check:
     """Any rule: ``test(value)`` returns a falsy value or raises ``ValueError`` when ``value``
-    is invalid (e.g. a parser of a small grammar); ``description`` completes "must be ..."."""
+    is invalid (e.g. a parser of a small grammar); ``description`` completes "must be ...".
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> from typing import Annotated
+    >>> from matbackprop.train import Check, config_from_dict
+    >>> @dataclass
+    ... class Config:
+    ...     size: Annotated[int, Check(lambda n: n % 2 == 0, "an even number")] = 2
+    >>> config_from_dict(Config, {"size": 4}).size
+    4
+    >>> config_from_dict(Config, {"size": 3})
+    Traceback (most recent call last):
+    ...
+    matbackprop.errors.ConfigError: `size` must be an even number, got 3
+    """
 
     test: Callable[[Any], object]
     description: str

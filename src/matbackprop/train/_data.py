@@ -46,7 +46,14 @@ __all__ = ["BadItem", "BatchStream", "DataOrder", "StreamPosition"]
 
 @dataclass(frozen=True)
 class StreamPosition:
-    """Position in a rank's item stream: ``offset`` items of epoch ``epoch``'s shard consumed."""
+    """Position in a rank's item stream: ``offset`` items of epoch ``epoch``'s shard consumed.
+
+    Examples
+    --------
+    >>> from matbackprop.train import StreamPosition
+    >>> StreamPosition(epoch=1, offset=32)
+    StreamPosition(epoch=1, offset=32)
+    """
 
     epoch: int = 0
     offset: int = 0
@@ -81,6 +88,16 @@ class DataOrder:
         This process's shard.
     shuffle : bool
         If False every epoch is ``0, 1, ..., N-1`` (before sharding).
+
+    Examples
+    --------
+    >>> from matbackprop.train import DataOrder
+    >>> order = DataOrder(num_items=10, seed=0, rank=0, world_size=2)
+    >>> shard = order.shard(epoch=0)
+    >>> len(shard), bool((shard == DataOrder(10, seed=0, world_size=2).shard(epoch=0)).all())
+    (5, True)
+    >>> set(shard).isdisjoint(DataOrder(10, seed=0, rank=1, world_size=2).shard(epoch=0))
+    True
     """
 
     def __init__(
@@ -221,7 +238,7 @@ class BatchStream:
                 # so creating the loader does not shift the model-side random stream
                 generator=torch.Generator().manual_seed(order.seed),
             )
-            items = iter(self._loader)
+            items = iter(self._loader)  # type: ignore[arg-type]  # torch types __iter__ loosely
         self._items = zip(positions, items, strict=False)
 
     def next_batch(self) -> tuple[Any, list[BadItem], StreamPosition]:

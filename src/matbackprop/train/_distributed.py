@@ -43,6 +43,13 @@ class DistributedContext:
     owns_group : bool
         True when :func:`init_distributed` created the process group (and
         :func:`cleanup_distributed` will destroy it).
+
+    Examples
+    --------
+    >>> from matbackprop.train import DistributedContext
+    >>> context = DistributedContext()                  # a single-process run
+    >>> context.rank, context.world_size, context.backend
+    (0, 1, None)
     """
 
     rank: int = 0
@@ -97,21 +104,42 @@ def _env_int(name: str, default: int) -> int:
 
 
 def get_rank() -> int:
-    """Rank of this process (from the process group, else ``$RANK``, else 0)."""
+    """Rank of this process (from the process group, else ``$RANK``, else 0).
+
+    Examples
+    --------
+    >>> from matbackprop.train import get_rank
+    >>> get_rank()                                      # 0 outside torchrun
+    0
+    """
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
     return _env_int("RANK", 0)
 
 
 def get_world_size() -> int:
-    """Number of processes (from the process group, else ``$WORLD_SIZE``, else 1)."""
+    """Number of processes (from the process group, else ``$WORLD_SIZE``, else 1).
+
+    Examples
+    --------
+    >>> from matbackprop.train import get_world_size
+    >>> get_world_size()                                # 1 outside torchrun
+    1
+    """
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
     return _env_int("WORLD_SIZE", 1)
 
 
 def is_main_process() -> bool:
-    """True on rank 0 (and in single-process runs); usable before the group is initialised."""
+    """True on rank 0 (and in single-process runs); usable before the group is initialised.
+
+    Examples
+    --------
+    >>> from matbackprop.train import is_main_process
+    >>> is_main_process()
+    True
+    """
     return get_rank() == 0
 
 
@@ -129,6 +157,16 @@ def resolve_device(spec: str, local_rank: int | None = None) -> torch.device:
     ------
     ValueError
         For an unknown spec, or CUDA requested but not available.
+
+    Examples
+    --------
+    >>> from matbackprop.train import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("tpu")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: `device` must be 'auto', 'cpu', 'cuda' or ...
     """
     if local_rank is None:
         local_rank = _env_int("LOCAL_RANK", 0)
@@ -169,6 +207,14 @@ def init_distributed(device: torch.device, timeout_s: float = 1800.0) -> Distrib
     ------
     ValueError
         If ``RANK`` / ``WORLD_SIZE`` are inconsistent.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.train import init_distributed
+    >>> context = init_distributed(torch.device("cpu"))   # without torchrun: a single process
+    >>> context.world_size, context.owns_group
+    (1, False)
     """
     if dist.is_available() and dist.is_initialized():
         return DistributedContext(

@@ -27,7 +27,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 __all__ = ["RunLogger", "say"]
 
@@ -67,7 +67,7 @@ class RunLogger:
         self.enabled = enabled
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.skipped_path = self.run_dir / "skipped.txt"
-        self._file = None
+        self._file: IO[str] | None = None
 
     def start(self, fresh: bool, keep_until_step: int | None) -> None:
         """Open the log: truncate it for a fresh run, or drop records after a resumed step."""

@@ -32,6 +32,13 @@ class LRSchedule:
     config : ScheduleConfig
     total_steps : int
         Length of the run (>= 1), the cosine period's end.
+
+    Examples
+    --------
+    >>> from matbackprop.train import LRSchedule, ScheduleConfig
+    >>> schedule = LRSchedule(ScheduleConfig("cosine", warmup_steps=2), total_steps=10)
+    >>> [round(schedule(step), 3) for step in (0, 1, 2, 6, 10)]
+    [0.5, 1.0, 1.0, 0.5, 0.0]
     """
 
     def __init__(self, config: ScheduleConfig, total_steps: int) -> None:
@@ -96,6 +103,14 @@ def build_optimizer(
     ------
     ValueError
         If there is nothing to optimise or a group is malformed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.train import OptimConfig, build_optimizer
+    >>> optimizer = build_optimizer(torch.nn.Linear(2, 1), OptimConfig(name="sgd", lr=0.1))
+    >>> type(optimizer).__name__, optimizer.param_groups[0]["lr"]
+    ('SGD', 0.1)
     """
     if param_groups is None:
         groups = _default_groups(model, config)
@@ -118,10 +133,14 @@ def build_optimizer(
         group["lr"] = group["base_lr"]
         group.setdefault("weight_decay", config.weight_decay)
     if config.name == "adamw":
-        kind, options = torch.optim.AdamW, {"betas": config.betas, "eps": config.eps}
-    else:
-        kind, options = torch.optim.SGD, {"momentum": config.momentum, "nesterov": config.nesterov}
-    return kind(groups, lr=config.lr, weight_decay=config.weight_decay, **options)
+        return torch.optim.AdamW(
+            groups, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas,
+            eps=config.eps,
+        )
+    return torch.optim.SGD(
+        groups, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum,
+        nesterov=config.nesterov,
+    )
 
 
 def apply_lr(optimizer: torch.optim.Optimizer, schedule: LRSchedule, step: int) -> float:

@@ -113,7 +113,14 @@ def _shell_line() -> str:
 
 
 def environment(device: str | None = None) -> dict[str, Any]:
-    """Where a run runs: CPU count, torch threads and version, Python, CUDA (and device)."""
+    """Where a run runs: CPU count, torch threads and version, Python, CUDA (and device).
+
+    Examples
+    --------
+    >>> from matbackprop.train import environment
+    >>> sorted(environment())
+    ['cpu_count', 'cuda', 'python', 'torch', 'torch_threads']
+    """
     import platform
 
     import torch
@@ -139,6 +146,14 @@ class CommandRecord:
     with ``argv`` identifies it; ``wall_time`` its seconds (None where unknown: upgraded
     records); ``details`` what the call did that its ``argv`` may not show (``resume``, the
     split, whether it was interrupted), since a Python call has no argv of its own.
+
+    Examples
+    --------
+    >>> from matbackprop.train import recording
+    >>> with recording("matbackprop train demo", steps=10) as command:
+    ...     pass
+    >>> command.command, command.details, command.wall_time >= 0
+    ('matbackprop train demo', {'steps': 10}, True)
     """
 
     command: str
@@ -198,6 +213,15 @@ def recording(command: str, **details: Any) -> Iterator[CommandRecord]:
     The outermost ``recording`` creates the :class:`CommandRecord`; nested ones yield the same
     record, adding their ``details``. Its ``wall_time`` is brought up to date by
     :meth:`RunRecord.add_command` each time a record is written.
+
+    Examples
+    --------
+    >>> from matbackprop.train import recording
+    >>> with recording("matbackprop eval ncuts", split="val") as outer:
+    ...     with recording("inner", images=100) as inner:
+    ...         pass
+    >>> inner is outer, outer.details
+    (True, {'split': 'val', 'images': 100})
     """
     outer = _CURRENT.get()
     if outer is not None:
@@ -215,7 +239,22 @@ def recording(command: str, **details: Any) -> Iterator[CommandRecord]:
 
 @dataclass
 class RunRecord:
-    """What a run measured and what produced it; see the module docstring for each field."""
+    """What a run measured and what produced it; see the module docstring for each field.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from matbackprop.train import RunRecord
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> record = RunRecord("demo", split="val", methods={"deep_ncuts": {"covering_ods": 0.77}})
+    >>> path = record.save(Path(tmp.name) / "metrics.json")
+    >>> RunRecord.load(path).methods
+    {'deep_ncuts': {'covering_ods': 0.77}}
+    >>> RunRecord.load(path).schema
+    'matbackprop.run/2'
+    >>> tmp.cleanup()
+    """
 
     task: str
     split: str | None = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -16,16 +16,35 @@ __all__ = ["move_to_device", "resolve_total_steps", "unwrap_model"]
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a ``DistributedDataParallel`` wrapper (or ``model`` itself)."""
+    """The module inside a ``DistributedDataParallel`` wrapper (or ``model`` itself).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.train import unwrap_model
+    >>> model = torch.nn.Linear(2, 1)
+    >>> unwrap_model(model) is model
+    True
+    """
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) dict / list / tuple / namedtuple to ``device``."""
+    """Move every tensor in a (nested) dict / list / tuple / namedtuple to ``device``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.train import move_to_device
+    >>> batch = {"x": torch.zeros(2), "ids": [torch.ones(1)], "name": "a"}
+    >>> batch = move_to_device(batch, torch.device("cpu"))
+    >>> batch["x"].device, batch["name"]
+    (device(type='cpu'), 'a')
+    """
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
-        return type(batch)({k: move_to_device(v, device) for k, v in batch.items()})
+        return type(batch)({k: move_to_device(v, device) for k, v in batch.items()})  # type: ignore[call-arg]  # a concrete mapping type
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):
         return type(batch)(*(move_to_device(v, device) for v in batch))
     if isinstance(batch, list | tuple):
@@ -40,6 +59,14 @@ def resolve_total_steps(config: TrainConfig, num_items: int, world_size: int = 1
     ------
     ValueError
         If neither or both of ``steps`` / ``epochs`` are set, or ``num_items < 1``.
+
+    Examples
+    --------
+    >>> from matbackprop.train import TrainConfig, resolve_total_steps
+    >>> resolve_total_steps(TrainConfig(epochs=2.0, batch_size=8), num_items=100)
+    25
+    >>> resolve_total_steps(TrainConfig(steps=50), num_items=100)
+    50
     """
     if num_items < 1:
         raise ValueError(f"the training dataset is empty (`num_items` = {num_items})")
@@ -51,7 +78,8 @@ def resolve_total_steps(config: TrainConfig, num_items: int, world_size: int = 1
     if config.steps is not None:
         return config.steps
     per_rank = math.ceil(num_items / world_size)
-    return max(1, math.ceil(config.epochs * per_rank / config.batch_size))
+    epochs = cast(float, config.epochs)  # validated above: `epochs` is set when `steps` is not
+    return max(1, math.ceil(epochs * per_rank / config.batch_size))
 
 
 def grad_norm(params: list[torch.nn.Parameter], clip: float | None) -> float:
@@ -85,6 +113,7 @@ def as_float_metrics(metrics: Any, where: str) -> dict[str, float]:
 
 def checked_loss(out: Any) -> tuple[torch.Tensor, dict[str, float]]:
     """The ``(loss, metrics)`` of a ``loss_fn`` result (a scalar tensor, or that and a dict)."""
+    metrics: dict[str, float] | None
     loss, metrics = (out, {}) if isinstance(out, torch.Tensor) else (None, None)
     if loss is None:
         if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], torch.Tensor)):

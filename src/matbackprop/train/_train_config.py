@@ -51,6 +51,16 @@ class OptimConfig:
     decay_norm_and_bias : bool
         If False (default) parameters with fewer than 2 dimensions (biases, norm scales) get no
         weight decay.
+
+    Examples
+    --------
+    >>> from matbackprop.train import OptimConfig
+    >>> OptimConfig(name="sgd", lr=0.1, momentum=0.9).name
+    'sgd'
+    >>> OptimConfig(lr=0.0)
+    Traceback (most recent call last):
+    ...
+    matbackprop.errors.ConfigError: `optim.lr` must be > 0, got 0.0
     """
 
     name: Literal["adamw", "sgd"] = "adamw"
@@ -90,6 +100,16 @@ class ScheduleConfig:
         Steps between decays of the ``step`` schedule, >= 1.
     gamma : float
         Decay factor of the ``step`` schedule, > 0.
+
+    Examples
+    --------
+    >>> from matbackprop.train import ScheduleConfig
+    >>> ScheduleConfig("step", step_size=100, gamma=0.5).name
+    'step'
+    >>> ScheduleConfig(min_lr_ratio=2.0)
+    Traceback (most recent call last):
+    ...
+    matbackprop.errors.ConfigError: `schedule.min_lr_ratio` must be in [0, 1], got 2.0
     """
 
     name: Literal["constant", "cosine", "step"] = "constant"
@@ -160,6 +180,13 @@ class TrainConfig:
         a checkpoint of the state before the step) or skip the update and log it.
     find_unused_parameters : bool
         Passed to ``DistributedDataParallel`` (needed when some parameters get no gradient).
+
+    Examples
+    --------
+    >>> from matbackprop.train import TrainConfig, apply_overrides
+    >>> config = apply_overrides(TrainConfig(), ["steps=100", "optim.lr=0.01"])
+    >>> config.steps, config.optim.lr, config.batch_size
+    (100, 0.01, 8)
     """
 
     name: Annotated[str, _FILE_NAME] = "run"

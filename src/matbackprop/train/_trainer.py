@@ -140,6 +140,23 @@ class Trainer:
     are gathered into the checkpoint; resuming needs the same world size for an exact
     continuation (otherwise the data order restarts at the next epoch, with a warning). The run
     directory must be visible to all ranks to resume.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import torch
+    >>> from matbackprop.train import TrainConfig, Trainer
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> data = [(torch.tensor([float(i)]), torch.tensor([2.0 * i])) for i in range(8)]
+    >>> def loss_fn(model, batch):
+    ...     x, y = zip(*batch)
+    ...     return torch.nn.functional.mse_loss(model(torch.stack(x)), torch.stack(y))
+    >>> config = TrainConfig(out_dir=tmp.name, steps=4, batch_size=4, progress=False,
+    ...                  device="cpu")
+    >>> summary = Trainer(config, torch.nn.Linear(1, 1), data, loss_fn, collate_fn=list).fit()
+    >>> summary["step"]
+    4
+    >>> tmp.cleanup()
     """
 
     def __init__(
@@ -398,7 +415,8 @@ class Trainer:
         try:
             while session.step < session.total_steps:
                 # 8a. fetch the next batch
-                batch, skipped, new_position, failure = None, [], session.position, None
+                skipped: list[Any] = []
+                batch, new_position, failure = None, session.position, None
                 try:
                     batch, skipped, new_position = stream.next_batch()
                     batch = move_to_device(batch, device)

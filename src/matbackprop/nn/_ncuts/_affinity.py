@@ -142,6 +142,18 @@ def gaussian_affinity(
     References
     ----------
     Shi & Malik, "Normalized Cuts and Image Segmentation", TPAMI 22(8), 2000, eq. (11).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import gaussian_affinity
+    >>> positions = torch.tensor([[0.0, 0.0], [0.0, 0.1], [1.0, 1.0]])
+    >>> colors = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    >>> W = gaussian_affinity(positions, colors, sigma_xy=0.5, sigma_rgb=0.5)
+    >>> W.shape
+    torch.Size([3, 3])
+    >>> bool(W[0, 1] > W[0, 2])
+    True
     """
     positions = require_tensor(positions, "positions")
     colors = require_tensor(colors, "colors")

@@ -79,6 +79,15 @@ def spectral_discretize(
     References
     ----------
     Ng, Jordan & Weiss, "On Spectral Clustering: Analysis and an Algorithm", NIPS 2002.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import spectral_discretize
+    >>> Z = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]], dtype=torch.float64)
+    >>> labels = spectral_discretize(Z, 2)
+    >>> bool(labels[0] == labels[1] and labels[2] == labels[3] and labels[0] != labels[2])
+    True
     """
     Z = _check_embedding(Z, (2,), "(m, K)")
     m, K = Z.shape
@@ -118,6 +127,18 @@ def decode_labels(
     ------
     ValueError
         On a malformed ``Z`` or ``k`` out of range.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn import NormalizedCuts
+    >>> from matbackprop.nn.functional import decode_labels
+    >>> F = torch.zeros(1, 6, 2, dtype=torch.float64)
+    >>> F[0, :3, 0] = 1.0
+    >>> F[0, 3:, 1] = 1.0                             # two clusters of nodes
+    >>> labels = decode_labels(NormalizedCuts(k=2)(F))
+    >>> bool((labels[0, :3] == labels[0, 0]).all() and (labels[0, 3:] != labels[0, 0]).all())
+    True
     """
     if isinstance(Z_or_result, NCutsResult):
         Z = Z_or_result.Z
@@ -172,6 +193,20 @@ def ncuts_hierarchy(
     ------
     ValueError
         On a malformed ``Z`` or an invalid level range.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn import NormalizedCuts
+    >>> from matbackprop.nn.functional import ncuts_hierarchy
+    >>> _ = torch.manual_seed(0)
+    >>> F = torch.rand(1, 40, 8, dtype=torch.float64)
+    >>> Z = NormalizedCuts(k=4)(F).Z[0]
+    >>> levels = ncuts_hierarchy(Z, k_max=4)           # k = 2, 3, 4
+    >>> levels.shape
+    torch.Size([3, 40])
+    >>> [int(level.unique().numel()) for level in levels]
+    [2, 3, 4]
     """
     Z = _check_embedding(Z, (2, 3), "(m, K) or (B, m, K)")
     if Z.ndim == 3:
@@ -217,6 +252,15 @@ def lift_labels(node_labels: Tensor, node_index: Tensor) -> Tensor:
     ------
     ValueError
         If ``node_index`` is not a 2-D integer tensor with values in ``[0, S)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import lift_labels
+    >>> node_index = torch.tensor([[0, 0, 1], [2, 2, 1]])
+    >>> lift_labels(torch.tensor([7, 8, 9]), node_index)
+    tensor([[7, 7, 8],
+            [9, 9, 8]])
     """
     node_labels = require_tensor(node_labels, "node_labels")
     node_index = require_tensor(node_index, "node_index")

@@ -59,7 +59,13 @@ from torch import Tensor
 
 from matbackprop.linalg import DegeneracyPolicy
 
-from ._affinity import absolute_degree_floor, degree_floor_value, nonneg_backward_, nonneg_map
+from ._affinity import (
+    Nonneg,
+    absolute_degree_floor,
+    degree_floor_value,
+    nonneg_backward_,
+    nonneg_map,
+)
 
 #: Elements of ``F`` per streamed block (4 MiB in float32): large enough for efficient
 #: products, small enough to stay in cache-friendly temporaries.
@@ -114,7 +120,7 @@ class _GramEigh(torch.autograd.Function):
     def forward(
         F: Tensor,
         K: int,
-        nonneg: str,
+        nonneg: Nonneg,
         floor_rel: float,
         floor_abs: float | None,
         policy: DegeneracyPolicy,

@@ -29,6 +29,22 @@ class RegionAdjacency(NamedTuple):
         Number of pixel-boundary elements between ``a`` and ``b`` (boundary length).
     num_nodes : int
         ``S``, the number of superpixels.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import region_adjacency
+    >>> node_index = torch.tensor([[0, 0, 1],
+    ...                        [2, 2, 1]])
+    >>> graph = region_adjacency(node_index)
+    >>> graph.pairs
+    tensor([[0, 1],
+            [0, 2],
+            [1, 2]])
+    >>> graph.lengths
+    tensor([1., 2., 1.], dtype=torch.float64)
+    >>> graph.num_nodes
+    3
     """
 
     pairs: Tensor
@@ -67,6 +83,18 @@ def region_adjacency(node_index: Tensor) -> RegionAdjacency:
     ------
     ValueError
         If ``node_index`` is not a non-empty 2-D integer map with labels >= 0.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import region_adjacency
+    >>> graph = region_adjacency(torch.tensor([[0, 1], [2, 2]]))
+    >>> graph.pairs
+    tensor([[0, 1],
+            [0, 2],
+            [1, 2]])
+    >>> graph.lengths
+    tensor([1., 1., 1.], dtype=torch.float64)
     """
     idx = _check_index(node_index)
     S = int(idx.max()) + 1
@@ -127,6 +155,15 @@ def spectral_node_embedding(
     ------
     ValueError
         On malformed inputs or an unknown ``mode``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import spectral_node_embedding
+    >>> Z = torch.tensor([[3.0, 4.0], [0.0, 2.0]], dtype=torch.float64)
+    >>> spectral_node_embedding(Z)                 # rows normalized to unit length
+    tensor([[0.6000, 0.8000],
+            [0.0000, 1.0000]], dtype=torch.float64)
     """
     Z = require_tensor(Z, "Z")
     check_float_dtype(Z, "Z")
@@ -159,6 +196,15 @@ def spectral_node_embedding(
 
 
 def pair_distances(x: Tensor, pairs: Tensor) -> Tensor:
-    """``‖x_a − x_b‖`` for every pair ``(a, b)`` (float64)."""
+    """``‖x_a − x_b‖`` for every pair ``(a, b)`` (float64).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import pair_distances
+    >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
+    >>> pair_distances(x, torch.tensor([[0, 1], [0, 2]]))
+    tensor([5., 1.], dtype=torch.float64)
+    """
     x = x.detach().to(torch.float64)
     return (x[pairs[:, 0]] - x[pairs[:, 1]]).norm(dim=1)

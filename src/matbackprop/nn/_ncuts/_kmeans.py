@@ -22,7 +22,21 @@ from matbackprop.validation import (
 
 
 class KMeansResult(NamedTuple):
-    """``labels (n,)`` long in ``[0, k)``, ``centers (k, p)``, ``inertia`` (scalar tensor)."""
+    """``labels (n,)`` long in ``[0, k)``, ``centers (k, p)``, ``inertia`` (scalar tensor).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import kmeans
+    >>> X = torch.tensor([[0.0], [0.1], [5.0], [5.1]], dtype=torch.float64)
+    >>> result = kmeans(X, 2)
+    >>> result.labels
+    tensor([0, 0, 1, 1])
+    >>> result.centers.shape
+    torch.Size([2, 1])
+    >>> round(result.inertia.item(), 4)
+    0.01
+    """
 
     labels: Tensor
     centers: Tensor
@@ -121,6 +135,15 @@ def kmeans(
     ----------
     Lloyd, "Least squares quantization in PCM", 1982. Arthur & Vassilvitskii, "k-means++: the
     advantages of careful seeding", SODA 2007.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import kmeans
+    >>> X = torch.tensor([[0.0, 0.0], [0.0, 0.2], [4.0, 4.0], [4.2, 4.0]], dtype=torch.float64)
+    >>> result = kmeans(X, 2, seed=0)
+    >>> bool(result.labels[0] == result.labels[1]), bool(result.labels[0] != result.labels[2])
+    (True, True)
     """
     X = require_tensor(X, "X")
     check_float_dtype(X, "X")

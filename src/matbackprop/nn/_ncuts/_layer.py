@@ -11,6 +11,8 @@ the continuous relaxation of the ``k``-way normalized cut (Shi & Malik 2000; Bac
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from matbackprop.validation import (
@@ -159,7 +161,9 @@ def normalized_cuts(
     )
     if opts.check:
         check_finite(features, "features")
-    floors = {"degree_floor": opts.degree_floor, "degree_floor_abs": opts.degree_floor_abs}
+    floors: dict[str, Any] = {
+        "degree_floor": opts.degree_floor, "degree_floor_abs": opts.degree_floor_abs
+    }
     solver = choose_solver(opts.solver, m, d) if opts.route == "lowrank" else None
     if solver == "gram":  # the non-negativity map is fused into the solver's passes
         if opts.check:
@@ -218,6 +222,20 @@ def normalized_cuts_affinity(
     -----
     ``O(Bm³)`` time and ``O(Bm²)`` memory. The zero-coupling degeneracy policy makes the
     gradient exact for projector losses even when ``M`` has repeated eigenvalues below ``λ_k``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import normalized_cuts_affinity
+    >>> W = torch.tensor([[1.0, 1.0, 0.0, 0.0],
+    ...               [1.0, 1.0, 0.0, 0.0],
+    ...               [0.0, 0.0, 1.0, 1.0],
+    ...               [0.0, 0.0, 1.0, 1.0]], dtype=torch.float64).unsqueeze(0)
+    >>> result = normalized_cuts_affinity(W, 2, check_eigengap=False)
+    >>> result.Z.shape
+    torch.Size([1, 4, 2])
+    >>> result.eigenvalues
+    tensor([[1.0000, 1.0000]], dtype=torch.float64)
     """
     opts = NCutsOptions.resolve(options, overrides, allowed=AFFINITY_OPTIONS)
     affinity = require_tensor(affinity, "affinity")

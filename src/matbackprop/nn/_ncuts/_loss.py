@@ -71,6 +71,14 @@ def segment_counts(
     ValueError
         If ``labels`` is not an integer tensor of shape ``(B, m)`` or has negative labels
         (other than ``ignore_index``) or labels ``>= num_segments`` (with ``check``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import segment_counts
+    >>> labels = torch.tensor([[0, 0, 1, 1], [3, 3, 3, -1]])
+    >>> segment_counts(labels, ignore_index=-1)
+    tensor([2, 1])
     """
     labels = _check_labels(labels, None, ignore_index, num_segments, check)
     table = _segments(labels, ignore_index, num_segments)
@@ -191,7 +199,7 @@ def _unpack(
             raise ValueError(
                 "`degrees` and `k` must be None when an NCutsResult is given (it carries both)"
             )
-        Z, degrees, k = Z_or_result.Z, Z_or_result.degrees, Z_or_result.k
+        Z, degrees, k = Z_or_result.Z, Z_or_result.degrees, Z_or_result.k  # type: ignore[union-attr]
     else:
         Z = require_tensor(Z_or_result, "Z")
     check_float_dtype(Z, "Z")
@@ -306,6 +314,21 @@ def ncuts_loss(
     With Application To Speech Separation", JMLR 7 (2006): the distance between the
     eigen-subspace and the partition used to learn the similarity matrix.
     Ionescu, Vantzos & Sminchisescu, ICCV 2015 (arXiv:1509.07838), Sec. 5.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn import NormalizedCuts
+    >>> from matbackprop.nn.functional import ncuts_loss
+    >>> labels = torch.tensor([[0, 0, 0, 1, 1, 1]])
+    >>> F = torch.nn.functional.one_hot(labels, 2).double()   # features that match the partition
+    >>> round(ncuts_loss(NormalizedCuts()(F, labels=labels), labels).item(), 6)
+    0.0
+    >>> F = torch.rand(1, 6, 2, dtype=torch.float64, requires_grad=True)
+    >>> loss = ncuts_loss(NormalizedCuts()(F, labels=labels), labels)
+    >>> loss.backward()
+    >>> F.grad.shape
+    torch.Size([1, 6, 2])
     """
     Z, degrees, k_vec, labels = _unpack(
         Z_or_result, labels, degrees, k, ignore_index, num_segments, reduction, check
@@ -343,6 +366,17 @@ def ncuts_loss_dense(
     Same arguments and semantics as :func:`ncuts_loss`; ``Π`` comes from
     :func:`matbackprop.linalg.projector` (differentiable in ``D``). With ``ignore_index`` the
     difference is masked to labeled rows and columns. ``O(Bm²)`` memory.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn import NormalizedCuts
+    >>> from matbackprop.nn.functional import ncuts_loss, ncuts_loss_dense
+    >>> _ = torch.manual_seed(0)
+    >>> labels = torch.randint(0, 3, (2, 30))
+    >>> result = NormalizedCuts()(torch.rand(2, 30, 6, dtype=torch.float64), labels=labels)
+    >>> torch.allclose(ncuts_loss_dense(result, labels), ncuts_loss(result, labels))
+    True
     """
     Z, degrees, k_vec, labels = _unpack(
         Z_or_result, labels, degrees, k, ignore_index, None, reduction, True

@@ -108,8 +108,8 @@ class NormalizedCuts(nn.Module):
             k = self.k
         if self.options.route == "affinity":
             graph = {name: getattr(self.options, name) for name in AFFINITY_OPTIONS}
-            return normalized_cuts_affinity(x, k, num_segments=num_segments, **graph)
-        return normalized_cuts(x, k, num_segments=num_segments, options=self.options)
+            return normalized_cuts_affinity(x, k, num_segments=num_segments, **graph)  # type: ignore[arg-type]  # k None: raises
+        return normalized_cuts(x, k, num_segments=num_segments, options=self.options)  # type: ignore[arg-type]  # k None: raises
 
     def extra_repr(self) -> str:
         return ", ".join([f"k={self.k}", *options_repr(self.options, first="route")])

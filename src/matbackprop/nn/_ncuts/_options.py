@@ -13,7 +13,7 @@ from matbackprop.linalg import DegeneracyPolicy
 from matbackprop.validation import check_bool, check_choice, check_number
 
 from .._options import LayerOptions
-from ._affinity import DEFAULT_DEGREE_FLOOR, NONNEG_CHOICES
+from ._affinity import DEFAULT_DEGREE_FLOOR, NONNEG_CHOICES, Nonneg
 from ._lowrank import SOLVER_CHOICES
 
 #: Routes of the layer: features through the low-rank or the dense route, or a given affinity.
@@ -83,10 +83,21 @@ class NCutsOptions(LayerOptions):
     ------
     ValueError
         Naming the first invalid option (at construction).
+
+    Examples
+    --------
+    >>> from matbackprop.nn import NCutsOptions, NormalizedCuts
+    >>> options = NCutsOptions(route="dense", nonneg="softplus")
+    >>> NormalizedCuts(k=3, options=options).options.route
+    'dense'
+    >>> NCutsOptions(route="sparse")
+    Traceback (most recent call last):
+    ...
+    ValueError: `route` must be one of 'lowrank' | 'dense' | 'affinity', got 'sparse'
     """
 
     route: str = "lowrank"
-    nonneg: str = "relu"
+    nonneg: Nonneg = "relu"
     degree_floor: float = DEFAULT_DEGREE_FLOOR
     degree_floor_abs: float | None = None
     solver: str = "auto"

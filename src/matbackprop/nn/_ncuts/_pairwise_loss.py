@@ -65,6 +65,18 @@ def pairwise_affinity_loss(
     ------
     ValueError
         On bad shapes or dtypes, negative or non-finite features, or indices out of range.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import pairwise_affinity_loss
+    >>> features = torch.rand(5, 4, dtype=torch.float64, requires_grad=True)
+    >>> pairs = torch.tensor([[0, 1], [1, 2], [2, 3], [3, 4]])
+    >>> labels = torch.tensor([0, 0, 1, 1, 1])
+    >>> loss = pairwise_affinity_loss(features, pairs, labels)
+    >>> loss.backward()
+    >>> loss.ndim, features.grad.shape
+    (0, torch.Size([5, 4]))
     """
     features = require_tensor(features, "features")
     pairs = require_tensor(pairs, "pairs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from types import FrameType
 from typing import NamedTuple
 
 import torch
@@ -13,7 +14,20 @@ from torch import Tensor
 
 class EigengapWarning(UserWarning):
     """The gap ``λ_k − λ_{k+1}`` is too small (relative to ``λ_1``) for a well-defined top-k
-    eigenspace: its eigenvectors, and their gradient, are unreliable."""
+    eigenspace: its eigenvectors, and their gradient, are unreliable.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import torch
+    >>> from matbackprop.nn import EigengapWarning, NormalizedCuts
+    >>> F = torch.ones(1, 10, 4, dtype=torch.float64)       # every node alike: no 2-way cut
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = NormalizedCuts(k=2)(F)
+    >>> any(issubclass(w.category, EigengapWarning) for w in caught)
+    True
+    """
 
 
 class NCutsResult(NamedTuple):
@@ -35,6 +49,17 @@ class NCutsResult(NamedTuple):
         Number of eigenvectors per image.
     eigengap : Tensor, shape (B,)
         Relative eigengap ``(λ_k − λ_{k+1}) / λ_1`` per image (``inf`` when ``k = m``), detached.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn import NormalizedCuts
+    >>> F = torch.rand(2, 50, 8, dtype=torch.float64)
+    >>> result = NormalizedCuts(k=3)(F)
+    >>> result.Z.shape, result.eigenvalues.shape, result.degrees.shape
+    (torch.Size([2, 50, 3]), torch.Size([2, 3]), torch.Size([2, 50]))
+    >>> result.k
+    tensor([3, 3])
     """
 
     Z: Tensor
@@ -110,7 +135,8 @@ def _caller_stacklevel() -> int:
     """``stacklevel`` pointing at the first frame outside this package and torch (the user's
     call of the layer), so the warning names the user's line however deep the call chain."""
     internal = (os.path.dirname(__file__), os.path.dirname(torch.__file__))
-    frame = sys._getframe(1)  # the caller of this helper, i.e. stacklevel 1 of its warn()
+    # the caller of this helper, i.e. stacklevel 1 of its warn()
+    frame: FrameType | None = sys._getframe(1)
     level = 1
     while frame is not None and frame.f_code.co_filename.startswith(internal):
         frame = frame.f_back

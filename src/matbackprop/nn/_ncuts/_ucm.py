@@ -100,6 +100,17 @@ def agglomerate(
     ------
     ValueError
         On shape mismatches, non-finite or negative strengths, or ``alpha`` outside [0, 1].
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import agglomerate, region_adjacency
+    >>> node_index = torch.tensor([[0, 1, 2, 3]])
+    >>> graph = region_adjacency(node_index)
+    >>> embedding = torch.tensor([[0.0], [0.1], [1.0], [1.1]], dtype=torch.float64)
+    >>> heights = agglomerate(graph, embedding)      # one height per pair (0, 1), (1, 2), (2, 3)
+    >>> bool(heights[1] > heights[0]) and bool(heights[1] > heights[2])
+    True
     """
     if not isinstance(graph, RegionAdjacency):
         raise ValueError(f"`graph` must be a RegionAdjacency, got {type(graph).__name__}")
@@ -134,7 +145,8 @@ def agglomerate(
     use_mean = alpha < 1.0
     # region state: area, area-weighted sum of x; adjacency: nbr -> [Σ ℓ s, Σ ℓ, edge ids]
     area = w.tolist()
-    sums = (x * w.unsqueeze(1)).tolist() if use_mean else None
+    # x is set when use_mean (checked above); sums is read only then
+    sums: list = (x * w.unsqueeze(1)).tolist() if use_mean else []  # type: ignore[operator]
     adj: list[dict[int, list]] = [dict() for _ in range(S)]
     ls = (lengths * strength).tolist()
     ln = lengths.tolist()
@@ -213,6 +225,17 @@ def ucm2_from_heights(node_index: Tensor, pairs: Tensor, heights: Tensor) -> Ten
     ValueError
         On shape mismatches, non-finite heights, or a pixel boundary between superpixels that
         are not in ``pairs``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import ucm2_from_heights
+    >>> node_index = torch.tensor([[0, 1], [0, 1]])
+    >>> ucm2 = ucm2_from_heights(node_index, torch.tensor([[0, 1]]), torch.tensor([0.5]))
+    >>> ucm2.shape                                  # (2H + 1, 2W + 1)
+    torch.Size([5, 5])
+    >>> float(ucm2.max())
+    0.5
     """
     idx = _check_index(node_index)
     heights = require_tensor(heights, "heights").detach().to("cpu", torch.float64)
@@ -266,6 +289,15 @@ def quantize_levels(values: Tensor, levels: int, nthresh: int = 99) -> Tensor:
     ------
     ValueError
         If ``levels`` or ``nthresh`` is not a positive int, or values leave [0, 1].
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import quantize_levels
+    >>> values = torch.tensor([0.0, 0.12, 0.5, 0.93, 1.0])
+    >>> quantized = quantize_levels(values, levels=4)
+    >>> int(quantized.unique().numel()) <= 4
+    True
     """
     for name, v in (("levels", levels), ("nthresh", nthresh)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -320,6 +352,19 @@ def ultrametric_contour_map(
     Returns
     -------
     Tensor, shape (2H+1, 2W+1), float64, values in [0, 1]
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import ucm2_segmentation, ultrametric_contour_map
+    >>> node_index = torch.tensor([[0, 0, 1, 1],
+    ...                        [2, 2, 3, 3]])
+    >>> embedding = torch.tensor([[0.0], [0.0], [1.0], [1.0]], dtype=torch.float64)  # top, bottom
+    >>> ucm2 = ultrametric_contour_map(node_index, embedding)
+    >>> ucm2.shape
+    torch.Size([5, 9])
+    >>> int(ucm2_segmentation(ucm2, 0.5 * float(ucm2.max())).unique().numel())
+    2
     """
     idx = _check_index(node_index)
     graph = region_adjacency(idx)
@@ -352,6 +397,19 @@ def ucm2_segmentation(ucm2: Tensor, threshold: float) -> Tensor:
     Regions are the connected components of the pixel graph where two 4-neighbours are joined
     when their boundary element is ``<= threshold`` (the same partition as the benchmark's
     8-connected components of the double-size map). Labels are ``0 .. R-1``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.nn.functional import ucm2_from_heights, ucm2_segmentation
+    >>> node_index = torch.tensor([[0, 1], [0, 1]])
+    >>> ucm2 = ucm2_from_heights(node_index, torch.tensor([[0, 1]]), torch.tensor([0.5]))
+    >>> ucm2_segmentation(ucm2, 0.25)               # below the boundary's height: two regions
+    tensor([[0, 1],
+            [0, 1]])
+    >>> ucm2_segmentation(ucm2, 0.75)               # above it: one
+    tensor([[0, 0],
+            [0, 0]])
     """
     ucm2 = require_tensor(ucm2, "ucm2")
     if ucm2.ndim != 2 or ucm2.shape[0] % 2 == 0 or ucm2.shape[1] % 2 == 0:

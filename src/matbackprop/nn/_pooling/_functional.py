@@ -84,7 +84,7 @@ def gram_function(X: Tensor, opts: PoolingOptions) -> Tensor:
     make ``K`` singular, and float32 LAPACK ``syevd`` is then erratically slow (denormals) or
     fails to converge. Mathematically nothing changes.
     """
-    gram = GramFunction(opts.normalization, opts.eps, opts.power, piecewise=opts.check)
+    gram = GramFunction(opts.normalization, opts.eps, opts.power, piecewise=opts.check)  # type: ignore[arg-type]  # not None on this route
     g, dg, d2g, dd = gram.scalar_functions(shifted=True)
     K = X @ X.mT  # (n, p, p)
     K = _sym(K) + gram.eps * _identity(K.shape[-1], K)

@@ -93,7 +93,9 @@ class SecondOrderPooling(nn.Module):
         if reduce_dim is not None and in_channels is None:
             raise ValueError("`in_channels` must be given with `reduce_dim` (the 1×1 conv's input)")
         self.reduce = (
-            nn.Conv2d(in_channels, reduce_dim, kernel_size=1) if reduce_dim is not None else None
+            nn.Conv2d(in_channels, reduce_dim, kernel_size=1)  # type: ignore[arg-type]  # checked above
+            if reduce_dim is not None
+            else None
         )
 
     @property

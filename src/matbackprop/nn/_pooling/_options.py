@@ -84,6 +84,17 @@ class PoolingOptions(LayerOptions):
     ------
     ValueError
         Naming the first invalid option (at construction).
+
+    Examples
+    --------
+    >>> from matbackprop.nn import PoolingOptions, SecondOrderPooling
+    >>> options = PoolingOptions(normalization="sqrt", eps=1e-2)
+    >>> SecondOrderPooling(options=options).options.normalization
+    'sqrt'
+    >>> PoolingOptions(eps=-1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: `eps` must be a finite number >= 0, got -1.0
     """
 
     normalization: str | None = "log"
