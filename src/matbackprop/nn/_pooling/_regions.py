@@ -3,6 +3,8 @@ support size, and the choice of route per region."""
 
 from __future__ import annotations
 
+from typing import overload
+
 import torch
 from torch import Tensor
 
@@ -133,6 +135,18 @@ def support_buckets(
             groups.append((members, int(sorted_sizes[i - 1])))
             start = i
     return groups
+
+
+@overload
+def plan_routes(
+    support: int, channels: int, route: str, gram_available: bool, gram_ratio: float = ...
+) -> bool: ...
+
+
+@overload
+def plan_routes(
+    support: Tensor, channels: int, route: str, gram_available: bool, gram_ratio: float = ...
+) -> Tensor: ...
 
 
 def plan_routes(
