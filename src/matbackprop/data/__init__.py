@@ -8,6 +8,8 @@ other matbackprop floor but the errors).
 - training items: :class:`NodeLabelItems` (image, node index, one annotator's node labels) and
   :class:`RegionItems` with :func:`collate_regions`; :func:`collate_columns`,
   :func:`draw_holdout`;
+- result files: :func:`save_bsds_result` / :func:`load_bsds_result` (the official ``segs`` /
+  ``ucm2`` ``.mat`` format the BSDS benchmark reads);
 - transforms: resizing images and label maps in step (input normalization belongs to each
   backbone, :class:`matbackprop.models.ImageNormalization`).
 
@@ -25,6 +27,7 @@ from ._bsds import (
     read_bsds_ground_truth,
     save_bsds_ground_truth,
 )
+from ._bsds_results import load_bsds_result, save_bsds_result
 from ._coco import COCORegions, COCOSample, decode_coco_segmentation, resize_masks
 from ._collate import collate_columns, collate_list
 from ._grid import grid_majority_labels, lift_grid_labels, pool_to_grid
@@ -78,6 +81,7 @@ __all__ = [
     "grid_superpixels",
     "keep_aspect_size",
     "label_boundaries",
+    "load_bsds_result",
     "lift_grid_labels",
     "lift_to_pixels",
     "majority_labels",
@@ -93,6 +97,7 @@ __all__ = [
     "resize_labels",
     "resize_masks",
     "save_bsds_ground_truth",
+    "save_bsds_result",
     "shared_root",
     "slic_superpixels",
 ]
