@@ -5,7 +5,8 @@
 - :func:`tune_classic`: the classic baseline's bandwidths, grid-searched on training images
   (:func:`tune_and_save_classic` / :func:`read_classic`: into and from the run folder);
 - :func:`ods_level`, :func:`level_like_ground_truth`: which hierarchy level a picture shows;
-- :func:`quiet_eigengaps`: eigengap warnings silenced inside a block only.
+- :func:`quiet_eigengaps`: eigengap warnings silenced inside a block only;
+- :class:`Segmentation`: what a task's ``segment`` returns (``matbackprop segment``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,32 @@ from matbackprop.nn import EigengapWarning
 from matbackprop.train import TrainConfig, Trainer
 
 Segmenter = Callable[[Tensor, Tensor], list[Tensor]]  # (image, node index) -> hierarchy
+
+
+@dataclass
+class Segmentation:
+    """One image segmented by a task's ``segment``, at the image's full resolution.
+
+    Attributes
+    ----------
+    levels : list of Tensor
+        ``(H, W)`` int64 label maps, coarse to fine (the BSDS ``segs`` cell).
+    ks : list of int
+        The number of segments each level was asked for (e.g. ``k = 2 .. K`` of NCuts).
+    ucm2 : Tensor, optional
+        ``(2H + 1, 2W + 1)`` ultrametric contour map in ``[0, 1]``, for models that build one.
+    """
+
+    levels: list[Tensor]
+    ks: list[int]
+    ucm2: Tensor | None = None
+
+    def level_for(self, k: int | None) -> int:
+        """Index of the level asked for ``k`` segments (the nearest one; the middle level for
+        ``None``)."""
+        if k is None:
+            return len(self.levels) // 2
+        return min(range(len(self.ks)), key=lambda i: (abs(self.ks[i] - k), self.ks[i]))
 
 
 @contextmanager

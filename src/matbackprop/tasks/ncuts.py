@@ -35,6 +35,9 @@ from matbackprop.data import (
     NodeLabelItems,
     NodeSpec,
     default_bsds_root,
+    keep_aspect_size,
+    resize_image,
+    resize_labels,
 )
 from matbackprop.errors import ConfigError
 from matbackprop.models import ClassicNCuts, DeepNCuts, EfficientNetLite0Backbone
@@ -56,6 +59,7 @@ from ._figures import save_segmentation_figure
 from ._runs import save_evaluation_record, save_training_record
 from ._segmentation import (
     CLASSIC_FILE,
+    Segmentation,
     evaluate_segmenters,
     fit_deep_ncuts,
     ods_level,
@@ -66,6 +70,8 @@ from ._segmentation import (
 
 DESCRIPTION = "DeepNCuts on BSDS500 vs classic and frozen-feature normalized cuts"
 METHODS = ("classic_ncuts", "frozen_feature_ncuts", "deep_ncuts")
+#: The method ``matbackprop segment`` and the shipped weights use (see :func:`segment`).
+SEGMENT_METHOD = "deep_ncuts"
 PRESETS: dict[str, tuple[str, ...]] = {}
 
 _POSITIVE = Range(ge=1)
@@ -305,3 +311,25 @@ def evaluate(
         )
     print(record.table(), file=sys.stderr)
     return record
+
+
+# --------------------------------------------------------------------------------------------
+# segment (``matbackprop segment``, shipped weights)
+# --------------------------------------------------------------------------------------------
+
+
+def segment(config: Config, model: DeepNCuts, image: torch.Tensor) -> Segmentation:
+    """The hierarchy ``k = 2 .. k_max`` of one RGB image ``(3, H, W)`` in ``[0, 1]``, as the
+    evaluation computes it: the image shrunk to a long side of ``max_size`` (never enlarged),
+    its SLIC nodes, one decomposition, and every level resized (nearest) back to ``(H, W)``."""
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    small = image
+    if max(height, width) > config.max_size:
+        size = keep_aspect_size(height, width, max_side=config.max_size)
+        small = resize_image(image, size).clamp_(0.0, 1.0)
+    index = config.nodes.node_index(small)
+    device = next(model.parameters()).device
+    with quiet_eigengaps():
+        levels = model.segment_hierarchy(small.to(device), index.to(device), config.k_max)
+    full = [resize_labels(level.cpu(), (height, width)) for level in levels]
+    return Segmentation(levels=full, ks=list(range(2, 2 + len(full))))

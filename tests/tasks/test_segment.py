@@ -1,0 +1,202 @@
+"""`matbackprop segment`, shipped weights and their export (tasks._pretrained, _segment_images)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from matbackprop.cli import main
+from matbackprop.data import load_bsds_result
+from matbackprop.tasks import (
+    available_pretrained,
+    export_pretrained,
+    find_images,
+    load_pretrained,
+    load_trained,
+    segment_image,
+    segment_images,
+)
+from matbackprop.tasks.ncuts import Config, build_model
+from matbackprop.train import config_to_dict
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_pretrained("deepncuts-bsds500")
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Two small photos (PNG, JPEG) with three flat regions each, and a broken file."""
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in (("a.png", (40, 64)), ("b.jpg", (50, 30))):
+        array = np.zeros((h, w, 3), np.uint8)
+        array[:, : w // 2] = (200, 40, 40)
+        array[:, w // 2 :] = (30, 160, 60)
+        array[h // 2 :, w // 3 :] = (20, 30, 200)
+        noisy = array + rng.integers(0, 6, array.shape, dtype=np.uint8)
+        Image.fromarray(noisy).save(folder / name)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return folder
+
+
+def test_the_shipped_weights_are_listed_with_their_provenance():
+    assert "deepncuts-bsds500" in available_pretrained()
+    meta = load_pretrained("deepncuts-bsds500").pretrained_info.metadata
+    assert meta["task"] == "ncuts" and meta["method"] == "deep_ncuts"
+    assert meta["training_commands"] and "matbackprop train ncuts" in meta["training_commands"][0]
+    assert meta["evaluation_split"] == "val" and 0 < meta["scores"]["covering_ods"] < 1
+    assert meta["weights"]["stored_parameters"] < meta["weights"]["total_parameters"]
+
+
+def test_segment_image_gives_full_resolution_levels_coarse_to_fine(model):
+    image = torch.rand(3, 70, 45)
+    result = segment_image(model, image)
+    k_max = model.pretrained_info.config.k_max
+    assert result.ks == list(range(2, k_max + 1)) and result.ucm2 is None
+    assert all(tuple(level.shape) == (70, 45) for level in result.levels)
+    counts = [int(torch.unique(level).numel()) for level in result.levels]
+    assert all(c <= k for c, k in zip(counts, result.ks, strict=True)) and counts[-1] > counts[0]
+
+
+def test_segment_writes_the_three_outputs(model, photos, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "out"
+    summary = segment_images(model, [photos], out, k=3, progress=False)
+    assert sorted(summary.written) == ["a.png", "b.jpg"]
+    result = load_bsds_result(out / "a.mat")
+    assert "ucm2" not in result
+    segs = result["segs"]
+    assert len(segs) == model.pretrained_info.config.k_max - 1
+    assert all(s.dtype == np.uint16 and s.shape == (40, 64) and s.min() == 1 for s in segs)
+    with Image.open(out / "a.png") as png:
+        assert png.mode.startswith("I;16") or png.mode == "I"
+        labels = np.asarray(png).astype(np.int64)
+    assert np.array_equal(labels, segs[1].astype(np.int64))  # k = 3 is the second level
+    with Image.open(out / "b_overlay.png") as overlay:
+        assert overlay.size == (30, 50) and overlay.mode == "RGB"
+    assert not list(out.glob(".*"))  # no temporary files left
+    assert "segmented 2 images" in summary.line(out)
+
+
+def test_the_default_level_is_the_validation_ods_level(model, photos, tmp_path):
+    from PIL import Image
+
+    summary = segment_images(model, [photos / "a.png"], tmp_path / "o", progress=False)
+    k = model.pretrained_info.default_k
+    assert k is not None
+    segs = load_bsds_result(summary.written["a.png"][0])["segs"]
+    with Image.open(tmp_path / "o" / "a.png") as png:
+        assert np.array_equal(np.asarray(png).astype(np.int64), segs[k - 2].astype(np.int64))
+
+
+def test_a_bad_file_is_named_and_earlier_outputs_stay(model, photos, tmp_path):
+    from matbackprop.errors import DataFileError
+
+    out = tmp_path / "out"
+    inputs = [photos / "a.png", tmp_path / "broken.png", photos / "b.jpg"]
+    with pytest.raises(DataFileError, match="broken.png") as error:
+        segment_images(model, inputs, out, progress=False)
+    assert "1 image before it" in str(error.value)
+    assert sorted(p.name for p in out.iterdir()) == ["a.mat", "a.png", "a_overlay.png"]
+    summary = segment_images(model, inputs, out, skip_bad=True, progress=False)
+    assert sorted(summary.written) == ["a.png", "b.jpg"]
+    assert [p.name for p, _ in summary.skipped] == ["broken.png"]
+    assert "broken.png" in summary.line(out)
+
+
+def test_a_failure_while_writing_keeps_the_previous_outputs(model, photos, tmp_path, monkeypatch):
+    import matbackprop.tasks._segment_images as seg
+
+    out = tmp_path / "out"
+    segment_images(model, [photos / "a.png"], out, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def fail(path, **_):
+        path.write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(seg, "save_bsds_result", fail)
+    with pytest.raises(OSError, match="disk full"):
+        segment_images(model, [photos / "a.png"], out, k=5, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched, no temp file
+
+
+def test_find_images(photos, tmp_path):
+    assert [p.name for p in find_images([photos])] == ["a.png", "b.jpg"]
+    with pytest.raises(FileNotFoundError, match="nothere"):
+        find_images([tmp_path / "nothere.jpg"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no .jpg"):
+        find_images([tmp_path / "empty"])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a.jpg").write_bytes((photos / "b.jpg").read_bytes())
+    with pytest.raises(ValueError, match="same outputs"):
+        find_images([photos, tmp_path / "other"])
+
+
+def test_export_then_load_reproduces_the_checkpoint_model(tmp_path):
+    """A checkpoint of `train ncuts` -> export (delta) -> load_pretrained: the same tensors, and
+    load_trained reads the checkpoint directly."""
+    config = Config(feature_dim=8, k_max=4, superpixels=30, max_size=48)
+    trained = build_model(config, "deep_ncuts")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        trained.project.weight.normal_()
+        last = list(trained.backbone.parameters())[-1]
+        last.add_(1.0)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"config": config_to_dict(config), "model": trained.state_dict()}, run / "last.pt")
+    path = export_pretrained("ncuts", run / "last.pt", "tiny", out_dir=tmp_path / "w")
+    meta = json.loads(path.read_text())
+    assert meta["weights"]["stored"] < meta["weights"]["total"]
+    for loaded in (load_pretrained(path), load_trained(run / "last.pt")):
+        assert not loaded.training and loaded.pretrained_info.config.k_max == 4
+        state = loaded.state_dict()
+        for key, value in trained.state_dict().items():
+            assert torch.equal(state[key], value), key
+
+
+def test_unknown_weights_name_lists_the_shipped_ones():
+    with pytest.raises(ValueError, match="deepncuts-bsds500"):
+        load_pretrained("no-such-weights")
+
+
+def test_cli_segment(photos, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["segment", str(photos), "--out", str(out), "--max-size", "40", "--level", "4"])
+    assert code == 0
+    assert "segmented 2 images" in capsys.readouterr().out
+    assert (out / "b.mat").is_file() and (out / "b_overlay.png").is_file()
+    code = main(["segment", str(photos / "a.png"), str(tmp_path / "broken.png"), "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "--skip-bad" in err and "Traceback" not in err
+    code = main(["segment", str(tmp_path / "broken.png"), "--out", str(out), "--skip-bad"])
+    assert code == 0 and "skipped 1" in capsys.readouterr().out
+
+
+@pytest.mark.needs_shared
+def test_segment_matches_the_evaluation_pipeline(model, bsds_root):
+    """`segment` computes what `eval ncuts` scores: the model-resolution hierarchy of the BSDS
+    loader, resized to the full image."""
+    from matbackprop.data import BSDS500, resize_labels
+
+    config = model.pretrained_info.config
+    small = BSDS500(bsds_root, "val", max_size=config.max_size)[0]
+    full = BSDS500(bsds_root, "val")[0]
+    index = config.nodes.node_index(small.image)
+    expected = model.segment_hierarchy(small.image, index, config.k_max)
+    result = segment_image(model, full.image)
+    size = tuple(full.image.shape[-2:])
+    for level, want in zip(result.levels, expected, strict=True):
+        assert torch.equal(level, resize_labels(want, size))
