@@ -23,7 +23,7 @@ for experiment in $WHICH; do
       $BIN/matbackprop report "$RUNS/ncuts_bsds/eval_val/metrics.json" \
         --output results/bsds500_val.md --title "Normalized cuts on BSDS500 val"
       ;;
-    coco)  # coco-mini: train on train2017, evaluate on val2017
+    coco)  # coco-mini: train on train2017, evaluate on val2017 (4 heads x 3 seeds, bootstrap CIs)
       $BIN/matbackprop train o2p --config configs/o2p_coco.toml --out "$RUNS"
       $BIN/matbackprop eval o2p --config configs/o2p_coco.toml \
         --checkpoint "$RUNS/o2p_coco" --split val2017 --out "$RUNS/o2p_coco/eval_val2017"

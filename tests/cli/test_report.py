@@ -64,3 +64,36 @@ def test_report_renders_command_records(tmp_path):
         "OMP_NUM_THREADS=1 matbackprop train o2p",
         "matbackprop eval o2p  # 42 s",
     ]
+
+
+def test_report_renders_seeds_and_comparisons(tmp_path):
+    """A record of several seeds: mean ± std cells, each seed's values, the comparisons and
+    how they were computed; nothing in the report depends on the task."""
+    from matbackprop.train import RunRecord
+
+    seeds = {
+        s: RunRecord("any", split="val", methods={"x": {"accuracy": a}, "y": {"accuracy": 0.25}})
+        for s, a in ((0, 0.5), (1, 0.75))
+    }
+    record = RunRecord.combine_seeds(seeds)
+    record.comparisons = [
+        {
+            "method": "x",
+            "baseline": "y",
+            "metric": "accuracy",
+            "difference": 0.375,
+            "low": 0.25,
+            "high": 0.5,
+            "confidence": 0.9,
+            "procedure": "a cluster bootstrap",
+        }
+    ]
+    path = record.save(tmp_path / "metrics.json")
+    out = tmp_path / "r.md"
+    assert main(["report", str(path), "--output", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert "Mean ± sample standard deviation over 2 seeds (0, 1):" in lines
+    assert "| x | 0.625 ± 0.177 |" in lines and "| y | 0.250 ± 0.000 |" in lines
+    assert "Each seed (0, 1):" in lines and "| x | 0.500, 0.750 |" in lines
+    assert "| x − y | Accuracy | +0.375 | 90% [+0.250, +0.500] |" in lines
+    assert "- a cluster bootstrap" in lines

@@ -136,8 +136,12 @@ def test_avg_descriptor_is_the_weighted_feature_mean(images, mask_list):
     torch.testing.assert_close(got, torch.cat(expected))
 
 
-def test_o2p_descriptor_is_log_second_order_pooling_per_image(images, mask_list):
-    model = RegionClassifier(PatchBackbone(), "o2p", num_classes=3, eps=0.05, reduce_dim=4)
+@pytest.mark.parametrize("normalization", ["log", "sqrt"])
+def test_o2p_descriptor_is_second_order_pooling_per_image(normalization, images, mask_list):
+    model = RegionClassifier(
+        PatchBackbone(), "o2p", num_classes=3, eps=0.05, reduce_dim=4, normalization=normalization
+    )
+    assert model.pool.options.normalization == normalization
     with torch.no_grad():
         got = model.descriptors(images, mask_list)
         features = model.reduce(model.backbone(images))
@@ -147,12 +151,20 @@ def test_o2p_descriptor_is_log_second_order_pooling_per_image(images, mask_list)
                 continue
             w = region_weights(masks[None], tuple(features.shape[-2:]), 4)
             expected.append(
-                second_order_pooling(features[b : b + 1], w, normalization="log", eps=0.05)[0]
+                second_order_pooling(
+                    features[b : b + 1], w, normalization=normalization, eps=0.05
+                )[0]
             )
     assert got.shape == (5, 10) and model.descriptor_dim == 10
     torch.testing.assert_close(got, torch.cat(expected), rtol=1e-5, atol=1e-5)
-    # the log of (C + eps I): a region's descriptor is not the plain second moment
+    # f(C + eps I): a region's descriptor is not the plain second moment
     assert not torch.allclose(got, torch.zeros_like(got))
+    plain = RegionClassifier(
+        PatchBackbone(), "o2p", num_classes=3, eps=0.05, reduce_dim=4, normalization=None
+    )
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(plain.descriptors(images, mask_list), got, atol=1e-3)
 
 
 @pytest.mark.parametrize("norm", ["batch", "l2", "none"])
@@ -170,12 +182,14 @@ def test_descriptor_norms(norm, images, mask_list):
 # ------------------------------------------------------------------ gradients
 
 
-def test_gradcheck_o2p_head_through_the_features():
+@pytest.mark.parametrize("normalization", ["log", "sqrt"])
+def test_gradcheck_o2p_head_through_the_features(normalization):
     torch.manual_seed(0)
     backbone = PatchBackbone(channels=3, stride=2).double()
     model = RegionClassifier(
-        backbone, "o2p", num_classes=2, descriptor_norm="none", eps=0.1
-    ).double()
+        backbone, "o2p", num_classes=2, descriptor_norm="none", eps=0.1,
+        normalization=normalization,
+    ).double()  # fmt: skip
     masks = [box_masks(4, 4, [(0, 2, 0, 4), (1, 4, 1, 3)])]
     images = torch.randn(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: model.descriptors(x, masks), (images,))
@@ -238,6 +252,7 @@ def test_frozen_batchnorm_and_parameter_groups():
         ({"descriptor_norm": "layer"}, "`descriptor_norm`"),
         ({"dropout": 1.0}, "`dropout`"),
         ({"eps": -1.0}, "`eps`"),
+        ({"normalization": "exp"}, "`normalization`"),
         ({"freeze_batchnorm": 1}, "`freeze_batchnorm`"),
     ],
     ids=lambda v: str(v),

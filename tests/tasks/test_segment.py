@@ -48,54 +48,98 @@ def photos(tmp_path):
 
 
 def test_the_shipped_weights_are_listed_with_their_provenance():
+    from matbackprop.tasks._pretrained import PRETRAINED_DIR
+
     assert "deepncuts-bsds500" in available_pretrained()
     meta = load_pretrained("deepncuts-bsds500").pretrained_info.metadata
     assert meta["task"] == "ncuts" and meta["method"] == "deep_ncuts"
-    assert meta["training_commands"] and "matbackprop train ncuts" in meta["training_commands"][0]
+    assert meta["training_commands"] and "matbackprop" in meta["training_commands"][0]
+    assert " train ncuts " in meta["training_commands"][0]
     assert meta["evaluation_split"] == "val" and 0 < meta["scores"]["covering_ods"] < 1
-    assert meta["weights"]["stored_parameters"] < meta["weights"]["total_parameters"]
+    assert 0 < meta["default_threshold"] < 1
+    # the encoder is the frozen ImageNet backbone: only the trained head is stored
+    delta = torch.load(PRETRAINED_DIR / meta["weights"]["file"], weights_only=True)
+    assert delta["tensors"] and all(key.startswith("head.") for key in delta["tensors"])
+    assert meta["weights"]["stored_parameters"] < meta["weights"]["total_parameters"] / 10
 
 
-def test_segment_image_gives_full_resolution_levels_coarse_to_fine(model):
-    image = torch.rand(3, 70, 45)
-    result = segment_image(model, image)
-    k_max = model.pretrained_info.config.k_max
-    assert result.ks == list(range(2, k_max + 1)) and result.ucm2 is None
-    assert all(tuple(level.shape) == (70, 45) for level in result.levels)
+def _assert_hierarchy(result, size):
+    from matbackprop.nn.functional import ucm2_levels
+
+    h, w = size
+    assert tuple(result.ucm2.shape) == (2 * h + 1, 2 * w + 1)
+    assert 0 <= float(result.ucm2.min()) and float(result.ucm2.max()) <= 1
+    assert all(tuple(level.shape) == size for level in result.levels)
     counts = [int(torch.unique(level).numel()) for level in result.levels]
-    assert all(c <= k for c, k in zip(counts, result.ks, strict=True)) and counts[-1] > counts[0]
+    assert counts == sorted(counts) and counts[-1] > counts[0]  # coarse to fine
+    assert result.thresholds == sorted(result.thresholds, reverse=True)
+    thresholds, levels = ucm2_levels(result.ucm2)  # the levels are the ucm2's own
+    assert thresholds == result.thresholds
+    assert all(torch.equal(a, b) for a, b in zip(levels, result.levels, strict=True))
+
+
+def test_segment_image_gives_a_full_resolution_hierarchy(model):
+    torch.manual_seed(0)
+    image = torch.rand(3, 70, 45)
+    image[:, :, 20:] *= 0.3
+    _assert_hierarchy(segment_image(model, image), (70, 45))
+
+
+def test_max_size_shrinks_what_the_network_sees_not_the_outputs(model):
+    torch.manual_seed(1)
+    image = torch.rand(3, 90, 120)
+    image[:, 40:] = image[:, 40:] * 0.2 + 0.7
+    result = segment_image(model, image, max_size=48)
+    _assert_hierarchy(result, (90, 120))
+    # every level is a union of the shrunk image's superpixels, enlarged (nearest)
+    from matbackprop.data import keep_aspect_size, resize_image, resize_labels
+
+    small = resize_image(image, keep_aspect_size(90, 120, max_side=48)).clamp(0, 1)
+    nodes = model.pretrained_info.config.nodes.node_index(small)
+    cells = resize_labels(nodes, (90, 120)).flatten()
+    for level in result.levels:
+        pairs = torch.unique(torch.stack([cells, level.flatten()]), dim=1)
+        assert pairs.shape[1] == torch.unique(cells).numel()  # one label per enlarged cell
+    with pytest.raises(ValueError, match="max_size"):
+        segment_image(model, image, max_size=4)
 
 
 def test_segment_writes_the_three_outputs(model, photos, tmp_path):
     from PIL import Image
 
     out = tmp_path / "out"
-    summary = segment_images(model, [photos], out, k=3, progress=False)
+    summary = segment_images(model, [photos], out, threshold=0.0, progress=False)
     assert sorted(summary.written) == ["a.png", "b.jpg"]
     result = load_bsds_result(out / "a.mat")
-    assert "ucm2" not in result
+    assert result["ucm2"].shape == (81, 129) and result["ucm2"].dtype == np.float64
     segs = result["segs"]
-    assert len(segs) == model.pretrained_info.config.k_max - 1
+    assert len(segs) >= 2
     assert all(s.dtype == np.uint16 and s.shape == (40, 64) and s.min() == 1 for s in segs)
     with Image.open(out / "a.png") as png:
         assert png.mode.startswith("I;16") or png.mode == "I"
         labels = np.asarray(png).astype(np.int64)
-    assert np.array_equal(labels, segs[1].astype(np.int64))  # k = 3 is the second level
+    assert np.array_equal(labels, segs[-1].astype(np.int64))  # threshold 0: the finest level
     with Image.open(out / "b_overlay.png") as overlay:
         assert overlay.size == (30, 50) and overlay.mode == "RGB"
     assert not list(out.glob(".*"))  # no temporary files left
     assert "segmented 2 images" in summary.line(out)
 
 
-def test_the_default_level_is_the_validation_ods_level(model, photos, tmp_path):
+def test_the_default_level_is_the_validation_ods_threshold(model, photos, tmp_path):
     from PIL import Image
 
+    from matbackprop.nn.functional import ucm2_segmentation
+
     summary = segment_images(model, [photos / "a.png"], tmp_path / "o", progress=False)
-    k = model.pretrained_info.default_k
-    assert k is not None
-    segs = load_bsds_result(summary.written["a.png"][0])["segs"]
+    threshold = model.pretrained_info.default_threshold
+    assert threshold is not None
+    ucm2 = torch.from_numpy(load_bsds_result(summary.written["a.png"][0])["ucm2"])
+    expected = ucm2_segmentation(ucm2, threshold).numpy()  # the benchmark's cut at t
     with Image.open(tmp_path / "o" / "a.png") as png:
-        assert np.array_equal(np.asarray(png).astype(np.int64), segs[k - 2].astype(np.int64))
+        labels = np.asarray(png).astype(np.int64)
+    # the same partition (labels may be numbered differently)
+    pairs = np.unique(np.stack([labels.ravel(), expected.ravel()]), axis=1)
+    assert pairs.shape[1] == len(np.unique(labels)) == len(np.unique(expected))
 
 
 def test_a_bad_file_is_named_and_earlier_outputs_stay(model, photos, tmp_path):
@@ -126,7 +170,7 @@ def test_a_failure_while_writing_keeps_the_previous_outputs(model, photos, tmp_p
 
     monkeypatch.setattr(seg, "save_bsds_result", fail)
     with pytest.raises(OSError, match="disk full"):
-        segment_images(model, [photos / "a.png"], out, k=5, progress=False)
+        segment_images(model, [photos / "a.png"], out, threshold=0.9, progress=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched, no temp file
 
 
@@ -144,23 +188,27 @@ def test_find_images(photos, tmp_path):
 
 
 def test_export_then_load_reproduces_the_checkpoint_model(tmp_path):
-    """A checkpoint of `train ncuts` -> export (delta) -> load_pretrained: the same tensors, and
-    load_trained reads the checkpoint directly."""
-    config = Config(feature_dim=8, k_max=4, superpixels=30, max_size=48)
+    """A checkpoint of `train ncuts` (``<run>/deep_ncuts/last.pt``) -> export (delta: the head
+    only) -> load_pretrained: the same tensors, and load_trained reads the checkpoint directly."""
+    config = Config(feature_dim=8, hidden=8, k=4, superpixels=30)
     trained = build_model(config, "deep_ncuts")
     torch.manual_seed(0)
+    trained.head.fit_normalization(torch.randn(50, trained.encoder.out_dim))
     with torch.no_grad():
-        trained.project.weight.normal_()
-        last = list(trained.backbone.parameters())[-1]
-        last.add_(1.0)
-    run = tmp_path / "run"
-    run.mkdir()
-    torch.save({"config": config_to_dict(config), "model": trained.state_dict()}, run / "last.pt")
-    path = export_pretrained("ncuts", run / "last.pt", "tiny", out_dir=tmp_path / "w")
+        for p in trained.head.parameters():
+            p.normal_()
+    folder = tmp_path / "run" / "deep_ncuts"
+    folder.mkdir(parents=True)
+    torch.save(
+        {"config": config_to_dict(config), "model": trained.state_dict()}, folder / "last.pt"
+    )
+    path = export_pretrained("ncuts", folder / "last.pt", "tiny", out_dir=tmp_path / "w")
     meta = json.loads(path.read_text())
-    assert meta["weights"]["stored"] < meta["weights"]["total"]
-    for loaded in (load_pretrained(path), load_trained(run / "last.pt")):
-        assert not loaded.training and loaded.pretrained_info.config.k_max == 4
+    delta = torch.load(tmp_path / "w" / "tiny.pt", weights_only=True)
+    assert delta["tensors"] and all(key.startswith("head.") for key in delta["tensors"])
+    assert meta["checkpoint"] == str(folder / "last.pt") and meta["default_threshold"] is None
+    for loaded in (load_pretrained(path), load_trained(tmp_path / "run")):
+        assert not loaded.training and loaded.pretrained_info.config.k == 4
         state = loaded.state_dict()
         for key, value in trained.state_dict().items():
             assert torch.equal(state[key], value), key
@@ -173,7 +221,9 @@ def test_unknown_weights_name_lists_the_shipped_ones():
 
 def test_cli_segment(photos, tmp_path, capsys):
     out = tmp_path / "cli"
-    code = main(["segment", str(photos), "--out", str(out), "--max-size", "40", "--level", "4"])
+    code = main(
+        ["segment", str(photos), "--out", str(out), "--max-size", "40", "--threshold", "0.3"]
+    )
     assert code == 0
     assert "segmented 2 images" in capsys.readouterr().out
     assert (out / "b.mat").is_file() and (out / "b_overlay.png").is_file()
@@ -183,20 +233,3 @@ def test_cli_segment(photos, tmp_path, capsys):
     assert "broken.png" in err and "--skip-bad" in err and "Traceback" not in err
     code = main(["segment", str(tmp_path / "broken.png"), "--out", str(out), "--skip-bad"])
     assert code == 0 and "skipped 1" in capsys.readouterr().out
-
-
-@pytest.mark.needs_shared
-def test_segment_matches_the_evaluation_pipeline(model, bsds_root):
-    """`segment` computes what `eval ncuts` scores: the model-resolution hierarchy of the BSDS
-    loader, resized to the full image."""
-    from matbackprop.data import BSDS500, resize_labels
-
-    config = model.pretrained_info.config
-    small = BSDS500(bsds_root, "val", max_size=config.max_size)[0]
-    full = BSDS500(bsds_root, "val")[0]
-    index = config.nodes.node_index(small.image)
-    expected = model.segment_hierarchy(small.image, index, config.k_max)
-    result = segment_image(model, full.image)
-    size = tuple(full.image.shape[-2:])
-    for level, want in zip(result.levels, expected, strict=True):
-        assert torch.equal(level, resize_labels(want, size))

@@ -112,6 +112,9 @@ def test_overrides_convert_by_field_type():
     assert new.optim.betas == (0.5, 0.6) and new.schedule.name == "cosine"
     assert new.progress is None and new.name == "my-run_2" and new.out_dir == Path("/x/y")
     assert apply_overrides(new, ["optim.betas=0.1,0.2"]).optim.betas == (0.1, 0.2)
+    seeded = apply_overrides(new, ["seeds=0,1,2"])
+    assert seeded.seeds == [0, 1, 2] and apply_overrides(seeded, ["seeds=none"]).seeds is None
+    assert apply_overrides(new, ["seeds=[7]"]).seeds == [7]
 
 
 @pytest.mark.parametrize(
@@ -132,6 +135,9 @@ def test_overrides_convert_by_field_type():
         ("no_equals_sign", r"key=value"),
         ("name=a/b", r"`name` must be a non-empty file name"),
         ("device=gpu", r"`device` must be"),
+        ("seeds=[]", r"`seeds` must list at least one seed"),
+        ("seeds=0,1,0", r"`seeds` must not repeat a seed"),
+        ("seeds=x", r"`seeds` must be list or None"),
     ],
 )
 def test_override_errors(override, match):

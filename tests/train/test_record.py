@@ -106,3 +106,118 @@ def test_command_text_shows_the_wall_time():
         "matbackprop train x  # 42 s"
     )
     assert CommandRecord("", "matbackprop demo").shell_text() == "matbackprop demo"
+
+
+# ------------------------------------------------------------------ several seeds
+
+
+def _seed_record(seed: int, accuracy: float, command: CommandRecord) -> RunRecord:
+    return RunRecord(
+        task="t",
+        split="val",
+        methods={
+            "a": {"accuracy": accuracy, "checkpoint": f"s{seed}/a.pt", "done": True},
+            "b": {"accuracy": 0.5, "steps": 10 + seed},
+        },
+        training={"a": {"train_time": 10.0 * (seed + 1)}},
+        commands=[command],
+        figures=[f"fig{seed}.png"],
+        details={"images": 3, "file": f"s{seed}.npz"},
+        environment={"seed_env": seed},
+    )
+
+
+def test_combine_seeds_keeps_each_seed_and_gives_mean_std_n():
+    train = CommandRecord("train", "matbackprop train t", started="2020", argv=["x"])
+    records = {s: _seed_record(s, acc, train) for s, acc in ((2, 0.9), (0, 0.5), (1, 0.7))}
+    combined = RunRecord.combine_seeds(records, config={"k": 1}, run_dir="runs/t")
+    assert combined.seeds == [0, 1, 2]
+    # every seed's entry unchanged, keyed by seed
+    assert combined.per_seed["a"] == {str(s): records[s].methods["a"] for s in (0, 1, 2)}
+    # mean and sample std (ddof 1): 0.5, 0.7, 0.9 -> 0.7 +- 0.2; strings and bools are no metric
+    spread = combined.aggregate["a"]["accuracy"]
+    assert spread["n"] == 3 and spread["mean"] == pytest.approx(0.7)
+    assert spread["std"] == pytest.approx(0.2)
+    assert set(combined.aggregate["a"]) == {"accuracy"}
+    assert combined.methods == {
+        "a": {"accuracy": pytest.approx(0.7)},
+        "b": {"accuracy": 0.5, "steps": pytest.approx(11.0)},
+    }
+    assert combined.aggregate["b"]["accuracy"]["std"] == 0.0
+    assert combined.training == {"a": {"train_time": pytest.approx(20.0)}}
+    # one command listed once; the details all seeds share, the first seed's figures, the last
+    # seed's environment
+    assert [c.command for c in combined.commands] == ["train"]
+    assert combined.figures == ["fig0.png"] and combined.details == {"images": 3}
+    assert combined.environment == {"seed_env": 2}
+    assert (combined.config, combined.run_dir) == ({"k": 1}, "runs/t")
+
+
+def test_a_combined_record_round_trips_and_renders_mean_std_and_each_seed(tmp_path):
+    train = CommandRecord("train", "matbackprop train t", started="2020", argv=["x"])
+    records = {s: _seed_record(s, acc, train) for s, acc in ((0, 0.5), (1, 0.7), (2, 0.9))}
+    combined = RunRecord.combine_seeds(records)
+    combined.comparisons = [
+        {
+            "method": "a",
+            "baseline": "b",
+            "metric": "accuracy",
+            "difference": 0.2,
+            "low": -0.05,
+            "high": 0.41,
+            "confidence": 0.95,
+        }
+    ]
+    back = RunRecord.load(combined.save(tmp_path / "metrics.json"))
+    assert back == combined and back.schema == "matbackprop.run/2"
+    assert back.table().splitlines() == [
+        "| method | Accuracy |",
+        "|---|---|",
+        "| a | 0.700 ± 0.200 |",
+        "| b | 0.500 ± 0.000 |",
+    ]
+    assert back.seed_table().splitlines()[2:] == [
+        "| a | 0.500, 0.700, 0.900 |",
+        "| b | 0.500, 0.500, 0.500 |",
+    ]
+    assert back.comparison_table().splitlines()[2:] == [
+        "| a − b | Accuracy | +0.200 | 95% [-0.050, +0.410] |"
+    ]
+    # a single run renders plain cells, no seed table and no comparison table
+    single = records[0]
+    assert "±" not in single.table() and single.seed_table() == ""
+    assert single.comparison_table() == ""
+
+
+def test_one_seed_has_no_spread_and_an_interrupted_seed_is_seen():
+    train = CommandRecord("train", "t", started="2020", argv=["x"])
+    one = RunRecord.combine_seeds({4: _seed_record(4, 0.5, train)})
+    assert one.aggregate["a"]["accuracy"] == {"mean": 0.5, "std": None, "n": 1}
+    assert one.table().splitlines()[2] == "| a | 0.500 |"
+    stopped = RunRecord("t", methods={"a": {"interrupted": True, "step": 3}})
+    combined = RunRecord.combine_seeds({0: RunRecord("t", methods={"a": {"step": 5}}), 1: stopped})
+    assert "interrupted" not in combined.methods["a"] and combined.interrupted
+
+
+def test_combine_seeds_errors():
+    with pytest.raises(ValueError, match="at least one"):
+        RunRecord.combine_seeds({})
+    with pytest.raises(ValueError, match="one task and split"):
+        RunRecord.combine_seeds({0: RunRecord("t", split="a"), 1: RunRecord("t", split="b")})
+    combined = RunRecord.combine_seeds({0: RunRecord("t")})
+    with pytest.raises(ValueError, match="already combines"):
+        RunRecord.combine_seeds({0: combined})
+    with pytest.raises(ValueError, match="must be a RunRecord"):
+        RunRecord.combine_seeds({0: {"task": "t"}})
+
+
+def test_a_schema_1_record_is_read_as_a_single_run(tmp_path):
+    path = tmp_path / "metrics.json"
+    old = {"schema": "matbackprop.run/1", "task": "o2p", "methods": {"a": {"accuracy": 0.5}}}
+    path.write_text(json.dumps(old))
+    record = RunRecord.load(path)
+    assert record.schema == "matbackprop.run/2" and record.methods == old["methods"]
+    assert (record.seeds, record.per_seed, record.aggregate, record.comparisons) == ([], {}, {}, [])
+    path.write_text(json.dumps({**old, "schema": "matbackprop.run/9"}))
+    with pytest.raises(DataFileError, match="unknown run record schema"):
+        RunRecord.load(path)

@@ -247,6 +247,8 @@ def test_constructor_validation(tmp_path, toy_dataset, toy_model, toy_loss):
     model = toy_model()
     with pytest.raises(ValueError, match="`config` must be a TrainConfig"):
         Trainer({"steps": 3}, model, toy_dataset(), toy_loss)
+    with pytest.raises(ValueError, match="a Trainer trains one seed"):
+        Trainer(make_config(tmp_path, seeds=[0, 1]), model, toy_dataset(), toy_loss)
     with pytest.raises(ValueError, match="`model` must be a torch.nn.Module"):
         Trainer(cfg, lambda x: x, toy_dataset(), toy_loss)
     with pytest.raises(ValueError, match="map-style dataset"):

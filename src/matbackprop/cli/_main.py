@@ -37,6 +37,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",
@@ -58,6 +68,13 @@ def _add_config(p: argparse.ArgumentParser) -> None:
         help="override a config entry, e.g. --set train.steps=200 (repeatable)",
     )
     p.add_argument("--data-root", type=Path, default=None, help="dataset root (official layout)")
+    p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="S,S,...",
+        help="one run per seed, e.g. --seeds 0,1,2 (train.seeds): each in <run>/seed_<s>/, "
+        "reported as mean ± std",
+    )
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
@@ -144,14 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--task", default="ncuts", choices=names, help="the task of --checkpoint (ncuts)"
     )
     segment.add_argument(
-        "--max-size", type=_positive_int, default=None, help="long side the model sees"
-    )
-    segment.add_argument(
-        "--level",
+        "--max-size",
         type=_positive_int,
         default=None,
-        metavar="K",
-        help="segments of the PNG/overlay level (default: the weights' validation ODS level)",
+        help="long side the network sees (default: full resolution; outputs stay full size)",
+    )
+    segment.add_argument(
+        "--threshold",
+        type=_unit_float,
+        default=None,
+        metavar="T",
+        help="ucm2 threshold of the PNG/overlay level (default: the weights' validation ODS)",
     )
     segment.add_argument(
         "--skip-bad", action="store_true", help="skip unreadable images and list them"
@@ -205,6 +225,8 @@ def _overrides(task, args: argparse.Namespace) -> list[str]:
         items.append(f"train.steps={args.steps}")
     if getattr(args, "seed", None) is not None:
         items.append(f"train.seed={args.seed}")
+    if args.seeds is not None:
+        items.append(f"train.seeds={args.seeds}")
     if args.out is not None and args.command == "train":
         items.append(f"train.out_dir={args.out}")
     elif args.out is not None and args.command not in ("train", "eval"):  # a run folder
@@ -222,8 +244,6 @@ def _task_config(task, args: argparse.Namespace):
 
 
 def _segment(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from matbackprop.tasks import load_pretrained, load_trained, segment_images
     from matbackprop.train import resolve_device
 
@@ -232,10 +252,14 @@ def _segment(args: argparse.Namespace) -> int:
         model = load_trained(args.checkpoint, args.task, device=device)
     else:
         model = load_pretrained(args.weights, device=device)
-    if args.max_size is not None:
-        info = model.pretrained_info
-        info.config = dataclasses.replace(info.config, max_size=args.max_size)
-    summary = segment_images(model, args.inputs, args.out, k=args.level, skip_bad=args.skip_bad)
+    summary = segment_images(
+        model,
+        args.inputs,
+        args.out,
+        threshold=args.threshold,
+        max_size=args.max_size,
+        skip_bad=args.skip_bad,
+    )
     print(summary.line(args.out))
     return 0
 

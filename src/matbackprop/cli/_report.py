@@ -1,9 +1,11 @@
 """Markdown reports generated from run records (``metrics.json``), never typed.
 
-Each record becomes a section: its table, the facts it lists (``details``, the training
-summaries, the environment), the commands that produced it with their wall times, its figures
-(copied beside the Markdown file) and its source. Only the
-:class:`~matbackprop.train.RunRecord` schema is read.
+Each record becomes a section: its table (``mean ± std`` cells for a record of several
+seeds, then each seed's values), its comparisons between methods with their intervals, the
+facts it lists (``details``, the training summaries, the environment), the commands that
+produced it with their wall times, its figures (copied beside the Markdown file) and its
+source. Only the :class:`~matbackprop.train.RunRecord` schema is read; nothing depends on the
+task.
 """
 
 from __future__ import annotations
@@ -18,7 +20,19 @@ from matbackprop.train import RunRecord
 
 def _section(record: RunRecord, source: Path, output: Path, figure_count: int) -> list[str]:
     task = record.task or source.parent.name
-    parts = [f"## {task}: {record.split}" if record.split else f"## {task}", "", record.table(), ""]
+    parts = [f"## {task}: {record.split}" if record.split else f"## {task}", ""]
+    if record.seeds:
+        seeds = ", ".join(map(str, record.seeds))
+        n = len(record.seeds)
+        parts += [f"Mean ± sample standard deviation over {n} seeds ({seeds}):", ""]
+    parts += [record.table(), ""]
+    if record.seeds:
+        parts += [f"Each seed ({seeds}):", "", record.seed_table(), ""]
+    if record.comparisons:
+        parts += ["Paired differences between methods:", "", record.comparison_table(), ""]
+        procedures = [str(c["procedure"]) for c in record.comparisons if "procedure" in c]
+        if procedures:
+            parts += [*(f"- {text}" for text in dict.fromkeys(procedures)), ""]
     facts = {**record.details}
     if record.training:
         facts["training"] = record.training

@@ -30,6 +30,7 @@ from ._bsds import (
 from ._bsds_results import load_bsds_result, save_bsds_result
 from ._coco import COCORegions, COCOSample, decode_coco_segmentation, resize_masks
 from ._collate import collate_columns, collate_list
+from ._color import rgb_to_lab
 from ._grid import grid_majority_labels, lift_grid_labels, pool_to_grid
 from ._images import read_rgb_image
 from ._mosaics import (
@@ -80,6 +81,7 @@ __all__ = [
     "grid_majority_labels",
     "grid_superpixels",
     "keep_aspect_size",
+    "load_bsds_result",
     "label_boundaries",
     "load_bsds_result",
     "lift_grid_labels",
@@ -96,6 +98,7 @@ __all__ = [
     "resize_keep_aspect",
     "resize_labels",
     "resize_masks",
+    "rgb_to_lab",
     "save_bsds_ground_truth",
     "save_bsds_result",
     "shared_root",

@@ -5,15 +5,17 @@ Each is a :class:`ScalarFunction` ``(f, f′, f″, f[a, b])`` handed to the one
 forward mode and double backward. The divided differences are written in cancellation-free
 forms, on the ordered pair ``lo <= hi`` with ``d = hi − lo``::
 
-    log:      f[a, b] = log1p(d/lo) / d              (hi <= 2 lo),   (log hi − log lo) / d   (else)
+    log:      f[a, b] = log1p(t) / (t lo),  t = d/lo  (every pair; t >= 0, so no cancellation)
     sqrt:     f[a, b] = 1 / (√a + √b)
     x^(-1/2): f[a, b] = −1 / (√a √b (√a + √b))
     x^p:      f[a, b] = lo^(p−1) expm1(p log1p(t)) / t  (hi <= 2 lo, t = d/lo),   (hiᵖ − loᵖ) / d
     exp:      f[a, b] = exp(hi) · (−expm1(−d)) / d
 
-Each form is exactly symmetric in ``(a, b)`` and chosen by the ratio ``hi/lo``, so neither
-cancellation (near pairs) nor a ``log1p`` argument rounding to −1 (far pairs) can occur, and the
-``exp`` form cannot overflow unless ``exp(hi)`` does.
+Each form is exactly symmetric in ``(a, b)``. The ``log1p`` arguments are ``t >= 0`` (never near
+−1, which lost every digit of the old ``log1p((a − b)/b)`` for far pairs), the power form is
+chosen by the ratio ``hi/lo``, and the ``exp`` form cannot overflow unless ``exp(hi)`` does. The
+log, square-root and inverse-square-root forms are also exact at ties (``exact_at_ties``), so
+their ``P`` costs no tie mask: the log form is one ``log1p`` and six cheap passes per entry.
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ from ._spectral import SpectralOptions, apply_spectral_function
 
 
 def _log_dd(a: Tensor, b: Tensor) -> Tensor:
-    # Ordered by size, so P is exactly symmetric. Near (hi <= 2 lo): log1p(t)/d, t = d/lo in
-    # [0, 1], no cancellation. Far: (log hi − log lo)/d, whose numerator is >= log 2 (the
-    # log1p form with d/b → −1 lost every digit there: λ = (1e-17, 1) gave inf).
-    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
-    d = hi - lo
-    near = torch.div(d, lo).clamp_max_(1.0).log1p_()
-    far = torch.log(hi).sub_(torch.log(lo))
-    return torch.where(hi <= 2 * lo, near, far).div_(d)
+    # Ordered by size, so P is exactly symmetric: lo = min(a, b), t = |a − b|/lo >= 0 and
+    # log[a, b] = log1p(t)/(t·lo). With t >= 0 there is no cancellation anywhere (|a − b| is
+    # exact for near pairs, log1p is accurate on [0, ∞); the old log1p((a − b)/b) form had
+    # t → −1 for far pairs: λ = (1e-17, 1) gave inf). Clamping t to [tiny, max] makes exact
+    # ties give log1p(tiny)/tiny/lo = 1/lo = f′ (no tie mask), and keeps log1p(t)/t finite
+    # where hi/lo would overflow (only for lo = 0 or denormal: then P is inf, as log is).
+    finfo = torch.finfo(a.dtype)
+    lo = torch.minimum(a, b)
+    t = torch.sub(a, b).abs_().div_(lo).clamp_min_(finfo.tiny).clamp_max_(finfo.max)
+    return torch.log1p(t).div_(t).div_(lo)
 
 
 LOG = ScalarFunction(
@@ -43,6 +47,7 @@ LOG = ScalarFunction(
     df=torch.reciprocal,
     d2f=lambda x: -torch.reciprocal(x * x),
     divided_difference=_log_dd,
+    exact_at_ties=True,
     name="logm",
     domain=DOMAIN_PD,
 )
@@ -58,13 +63,21 @@ def _sqrt(x: Tensor) -> Tensor:
     return torch.sqrt(x.clamp_min(0))
 
 
+def _sqrt_dd(a: Tensor, b: Tensor) -> Tensor:
+    # 1/(√a + √b): exact at ties (1/(2√a) = f′(a)); at a = b = 0 (numerical zeros are exactly
+    # 0) it is 1/0 = inf, replaced by the convention 0 (no finite entry is ever inf: √a + √b
+    # of a positive eigenvalue is far above 1/max float).
+    return (_sqrt(a) + _sqrt(b)).reciprocal_().nan_to_num_(posinf=0.0)
+
+
 # f′(0) = +∞ and f″(0) = −∞: the one-sided derivatives are infinite, so the null-null block of
 # P (both eigenvalues numerically 0) is set to 0 (docs/numerics.md, "Zero eigenvalues").
 SQRT = ScalarFunction(
     f=_sqrt,
     df=lambda x: _positive_part(x, 0.5 * torch.rsqrt(x), 0.0),
     d2f=lambda x: _positive_part(x, -0.25 * x.pow(-1.5), 0.0),
-    divided_difference=lambda a, b: (_sqrt(a) + _sqrt(b)).reciprocal_(),
+    divided_difference=_sqrt_dd,
+    exact_at_ties=True,
     name="sqrtm",
     domain=DOMAIN_PSD,
 )
@@ -80,6 +93,7 @@ INVSQRT = ScalarFunction(
     df=lambda x: -0.5 * x.pow(-1.5),
     d2f=lambda x: 0.75 * x.pow(-2.5),
     divided_difference=_invsqrt_dd,
+    exact_at_ties=True,
     name="invsqrtm",
     domain=DOMAIN_PD,
 )

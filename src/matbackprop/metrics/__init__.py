@@ -14,7 +14,8 @@ outputs:
   (covering ODS/OIS/Best, PRI and VoI ODS/OIS).
 
 Region classification: :func:`accuracy`, :func:`mean_class_accuracy`,
-:func:`per_class_accuracy`, :func:`confusion_matrix`.
+:func:`per_class_accuracy`, :func:`confusion_matrix`; comparing two classifiers on the same
+samples: :func:`paired_bootstrap_ci` (a paired cluster bootstrap interval of the difference).
 
 Example
 -------
@@ -44,6 +45,7 @@ from ._benchmark import (
     evaluate_ucm2,
     ucm_thresholds,
 )
+from ._bootstrap import BootstrapInterval, paired_bootstrap_ci
 from ._boundaries import (
     BoundaryCounts,
     boundary_pr,
@@ -65,6 +67,7 @@ from ._regions import (
 )
 
 __all__ = [
+    "BootstrapInterval",
     "BoundaryBenchmark",
     "BoundaryCounts",
     "BoundaryCurve",
@@ -87,6 +90,7 @@ __all__ = [
     "human_boundaries",
     "interpolated_best_f",
     "mean_class_accuracy",
+    "paired_bootstrap_ci",
     "per_class_accuracy",
     "pr_curve_area",
     "probabilistic_rand_index",

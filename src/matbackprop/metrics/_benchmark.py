@@ -297,6 +297,12 @@ def evaluate_ucm2(
     ValueError
         If ``ucm2`` is not a finite 2-D map in [0, 1] of odd size ``(2H+1, 2W+1)`` with
         ``(H, W)`` the size of the human maps, or on other invalid inputs.
+
+    Notes
+    -----
+    Thresholds between the same two distinct values of ``ucm2`` give the same boundary map and
+    regions; they are evaluated once (exact). A ucm with ``L`` distinct levels thus costs at most
+    ``2L + 1`` evaluations, however large ``nthresh`` is.
     """
     from scipy import ndimage
 
@@ -327,7 +333,25 @@ def evaluate_ucm2(
         thin=thin,
         gt_boundaries=gt_boundaries,
         name=name,
+        representative=_same_map_representatives(ucm, thresholds),
     )
+
+
+def _same_map_representatives(ucm: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """For each threshold, the first threshold that gives the same boundary map and regions.
+
+    ``ucm >= t`` and ``ucm <= t`` depend on ``t`` only through how many of the map's distinct
+    values lie at or above / strictly above ``t``; thresholds with the same two counts give
+    identical inputs to the benchmark, which is then run once for them (an exact shortcut: a
+    ucm with ``L`` distinct levels costs ``L + 1`` evaluations, whatever ``nthresh``).
+    """
+    values = np.unique(ucm)
+    at_least = np.searchsorted(values, thresholds, side="left")
+    above = np.searchsorted(values, thresholds, side="right")
+    keys = at_least * (values.size + 1) + above
+    _, first = np.unique(keys, return_index=True)
+    lookup = dict(zip(keys[first].tolist(), first.tolist(), strict=True))
+    return np.array([lookup[k] for k in keys.tolist()], dtype=np.int64)
 
 
 def evaluate_boundary_map(
@@ -407,8 +431,12 @@ def _evaluate(
     thin: bool,
     gt_boundaries: Sequence[Any] | None,
     name: str | None,
+    representative: np.ndarray | None = None,
 ) -> ImageEvaluation:
+    """Curves at every threshold; ``representative[t]`` (optional) names an earlier or equal
+    threshold whose maps are identical to those at ``t``, whose results are then reused."""
     md = check_max_dist(max_dist)
+    rep = np.arange(thresholds.size) if representative is None else representative
     n = thresholds.size
     boundary = region = None
     gt_maps = None
@@ -423,6 +451,9 @@ def _evaluate(
             humans = [_thin(_seg2bdry(g)) for g in gt_maps]
         counts = np.zeros((4, n), dtype=np.int64)
         for t in range(n):
+            if rep[t] != t:
+                counts[:, t] = counts[:, rep[t]]
+                continue
             b = bmap_at(t)
             if thin:
                 b = _thin(b)
@@ -437,6 +468,10 @@ def _evaluate(
         best = None
         areas = None
         for t in range(n):
+            if rep[t] != t:
+                cover[:, t] = cover[:, rep[t]]
+                pri[t], voi[t] = pri[rep[t]], voi[rep[t]]
+                continue
             sc = _region_scores(seg_at(t), gt_rel)
             cover[:, t] = (sc.cnt_r, sc.sum_r, sc.cnt_p, sc.sum_p)
             pri[t], voi[t] = sc.pri, sc.voi

@@ -5,13 +5,15 @@ A :class:`RegionClassifier` labels given image regions (e.g. COCO instance masks
     F = reduce(backbone(normalize(images)))            (B, C, h, w) conv features
     w_r = area-downsampled mask of region r            (h, w) soft weights in [0, 1]
     avg:  d_r = Σ_p w_rp f_p / Σ_p w_rp                (first-order, C-dim)
-    o2p:  d_r = vec(log(Σ_p w_rp f_p f_pᵀ / Σ_p w_rp + εI))   (DeepO2P, C(C+1)/2-dim)
+    o2p:  d_r = vec(f(Σ_p w_rp f_p f_pᵀ / Σ_p w_rp + εI))     (C(C+1)/2-dim)
+          f = log (DeepO2P) or f = sqrt (MPN-COV)
     logits_r = W · dropout(norm(d_r)) + b
 
-The ``o2p`` head is :class:`matbackprop.nn.SecondOrderPooling` with the matrix logarithm (the
-log-Euclidean tangent-space mapping of O2P, Carreira et al. 2012), trained end-to-end through
-the eigendecomposition by matrix backpropagation (Ionescu et al. 2015, Sec. 4.1) when the
-backbone is trainable.
+The ``o2p`` head is :class:`matbackprop.nn.SecondOrderPooling`, by default with the matrix
+logarithm (the log-Euclidean tangent-space mapping of O2P, Carreira et al. 2012), trained
+end-to-end through the eigendecomposition by matrix backpropagation (Ionescu et al. 2015,
+Sec. 4.1) when the backbone is trainable; ``normalization="sqrt"`` gives the matrix square root
+of MPN-COV (Li et al. 2017), trained through the same backward.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ class RegionClassifier(nn.Module):
         decide what of it is fine-tuned.
     head : {"avg", "o2p"}
         ``"avg"``: first-order (weighted average) pooling over each region, ``C``-dim.
-        ``"o2p"``: :class:`~matbackprop.nn.SecondOrderPooling` with ``"log"``,
+        ``"o2p"``: :class:`~matbackprop.nn.SecondOrderPooling` with ``normalization``,
         ``C(C+1)/2``-dim.
     num_classes : int
         Number of classes (80 for COCO).
@@ -124,11 +126,12 @@ class RegionClassifier(nn.Module):
         C(C+1)/2-dim second-order heads alike.
     dropout : float
         Dropout probability on the normalized descriptors, in ``[0, 1)``.
-    eps, center, signed_power, compute_dtype, route
+    normalization, eps, center, signed_power, compute_dtype, route
         Options of :class:`~matbackprop.nn.SecondOrderPooling` (``"o2p"`` head only):
-        ``log(C_r + εI)`` with ``ε = eps``; ``center`` uses the covariance instead of the
-        second moment (O2P uses the second moment); ``signed_power`` applies
-        ``sign(x)|x|^α`` to the log-matrix entries.
+        ``f(C_r + εI)`` with ``f = normalization`` (``"log"``: DeepO2P, ``"sqrt"``: MPN-COV,
+        or any other normalization the layer offers) and ``ε = eps``; ``center`` uses the
+        covariance instead of the second moment (O2P uses the second moment);
+        ``signed_power`` applies ``sign(x)|x|^α`` to the normalized matrix entries.
     freeze_batchnorm : bool
         Keep every batch-norm layer of the backbone in eval mode (running statistics, never
         updated), also in trainable blocks, when ``.train()`` is called. Their affine
@@ -182,6 +185,7 @@ class RegionClassifier(nn.Module):
         compute_dtype: torch.dtype | None = None,
         route: str = "auto",
         freeze_batchnorm: bool = True,
+        normalization: str | None = "log",
     ) -> None:
         super().__init__()
         check_backbone(backbone, ("out_channels", "output_stride"))
@@ -218,9 +222,9 @@ class RegionClassifier(nn.Module):
         if self.reduce is not None and not train_reduction:
             self.reduce.requires_grad_(False)
         if head == "o2p":
-            # validates eps, signed_power, compute_dtype, route
+            # validates normalization, eps, signed_power, compute_dtype, route
             self.pool: SecondOrderPooling | None = SecondOrderPooling(
-                "log",
+                normalization,
                 eps=eps,
                 center=center,
                 signed_power=signed_power,

@@ -19,6 +19,7 @@ from ._ncuts._kmeans import KMeansResult
 from ._ncuts._module import NormalizedCuts
 from ._ncuts._options import NCutsOptions
 from ._ncuts._result import EigengapWarning, NCutsResult
+from ._ncuts._ucm import RegionAdjacency
 from ._pooling._module import SecondOrderPooling
 from ._pooling._options import PoolingOptions
 from ._spd import BiMap, LogEig, ReEig
@@ -33,6 +34,7 @@ __all__ = [
     "NormalizedCuts",
     "PoolingOptions",
     "ReEig",
+    "RegionAdjacency",
     "SecondOrderPooling",
     "functional",
 ]

@@ -25,6 +25,18 @@ A task module provides, in this order (nanoGPT's: config -> model -> data -> tra
     ``checkpoint`` (a checkpoint file or the run folder) and ``out_dir`` default to
     ``config.train.run_dir``.
 
+Both return a :class:`~matbackprop.train.RunRecord`, the one schema of ``run.json`` and
+``metrics.json`` that ``matbackprop report`` reads.
+
+Several seeds (``train.seeds = [0, 1, 2]``, ``--seeds 0,1,2``): a task writes ``train`` and
+``evaluate`` for one seed and decorates them with ``train_over_seeds`` and
+``evaluate_over_seeds`` (``tasks/_runs.py``); these run the task once per seed in
+``<run_dir>/seed_<s>/`` and write the combined record (each seed's values, mean ± std, n), and
+``evaluate_over_seeds(compare=...)`` adds the task's paired comparisons between methods.
+
+The ``matbackprop`` command finds tasks in :data:`TASKS` by name and uses nothing but the
+parts above. To add a task, add a module with these parts and one entry to :data:`TASKS`.
+
 Tasks whose models segment images also provide (optional; ``matbackprop segment`` and the
 shipped weights use them):
 
@@ -33,11 +45,6 @@ shipped weights use them):
 ``segment(config, model, image) -> Segmentation``
     The hierarchy of one RGB image ``(3, H, W)`` at its full resolution, with the preprocessing
     of ``config``.
-
-Both ``train`` and ``evaluate`` return a :class:`~matbackprop.train.RunRecord`, the one schema
-of ``run.json`` and ``metrics.json`` that ``matbackprop report`` reads. The ``matbackprop``
-command finds tasks in :data:`TASKS` by name and uses nothing but the parts above. To add a
-task, add a module with these parts and one entry to :data:`TASKS`.
 
 Pretrained models and segmenting files (imported on first use):
 
@@ -118,11 +125,11 @@ TASKS: dict[str, TaskInfo] = {
     ),
     "ncuts": TaskInfo(
         "matbackprop.tasks.ncuts",
-        "DeepNCuts on BSDS500 vs classic and frozen-feature normalized cuts",
+        "DeepNCuts on BSDS500 vs classic, frozen-feature and local-loss NCuts (ultrametric maps)",
     ),
     "o2p": TaskInfo(
         "matbackprop.tasks.o2p",
-        "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P heads",
+        "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P vs sqrt heads",
     ),
 }
 

@@ -1,6 +1,8 @@
 """The pictures tasks write (Pillow): segmentations and region predictions, a row per image.
 
 - :func:`save_segmentation_figure`: columns ``image | ground truth | method ...``;
+- :func:`save_ucm_figure`: columns ``image | human | per method: its ucm2, its level at a
+  threshold``;
 - :func:`save_region_figure`: columns = methods; each cell the image with its region outlines
   and numbers, and under it the true and predicted class of each region.
 """
@@ -22,6 +24,7 @@ __all__ = [
     "readable_region_items",
     "save_region_figure",
     "save_segmentation_figure",
+    "save_ucm_figure",
 ]
 
 
@@ -94,6 +97,69 @@ def save_segmentation_figure(
     for r, row in enumerate(tiles):
         for c, tile in enumerate(row):
             im = Image.fromarray(tile).resize((w, h), Image.NEAREST)
+            canvas.paste(im, (pad + c * (w + pad), header + pad + r * (h + pad)))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
+def _ucm_tile(ucm2: Tensor) -> np.ndarray:
+    """Boundary strengths of a ``ucm2`` at pixel resolution, dark on white (``(H, W, 3)``)."""
+    u = ucm2.detach().cpu().to(torch.float64)
+    # each pixel shows the strongest boundary element to its right or below
+    right = u[1:-1:2, 2::2]
+    below = u[2::2, 1:-1:2]
+    strength = torch.maximum(right, below).numpy()
+    gray = (255 * (1 - strength.clip(0, 1)) ** 1.5).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
+def save_ucm_figure(
+    path: Path,
+    images: Sequence[Tensor],
+    ground_truths: Sequence[Tensor],
+    ucms: dict[str, Sequence[Tensor]],
+    thresholds: dict[str, float],
+    *,
+    scale: float = 0.5,
+) -> Path:
+    """Write a grid, one row per image: the image, a human segmentation, and for each method
+    its ucm2 (boundary strength, darker = stronger) and its segmentation at ``thresholds[m]``
+    (e.g. the ODS threshold) over the image. Portrait images are transposed to landscape so
+    that every tile has one size."""
+    from PIL import Image, ImageDraw
+
+    from matbackprop.nn.functional import ucm2_segmentation
+
+    columns = ["image", "human"]
+    for name in ucms:
+        columns += [f"{name} ucm", f"{name} t={thresholds[name]:.2f}"]
+    rows = []
+    for i, image in enumerate(images):
+        row = [
+            (255 * image.permute(1, 2, 0).clamp(0, 1).cpu().numpy()).astype(np.uint8),
+            colorize(ground_truths[i]),
+        ]
+        for name, maps in ucms.items():
+            row.append(_ucm_tile(maps[i]))
+            row.append(colorize(ucm2_segmentation(maps[i], thresholds[name]), image))
+        if row[0].shape[0] > row[0].shape[1]:
+            row = [np.ascontiguousarray(t.transpose(1, 0, 2)) for t in row]
+        rows.append(row)
+    if not rows:
+        raise ValueError("`images` must hold at least one image")
+    h, w = (max(1, round(n * scale)) for n in rows[0][0].shape[:2])
+    header, pad = 16, 4
+    canvas = Image.new(
+        "RGB", (len(columns) * (w + pad) + pad, header + len(rows) * (h + pad) + pad), "white"
+    )
+    draw = ImageDraw.Draw(canvas)
+    for c, name in enumerate(columns):
+        draw.text((pad + c * (w + pad), 2), name[: max(8, w // 6)], fill="black")
+    for r, row in enumerate(rows):
+        for c, tile in enumerate(row):
+            im = Image.fromarray(tile).resize((w, h), Image.BILINEAR)
             canvas.paste(im, (pad + c * (w + pad), header + pad + r * (h + pad)))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

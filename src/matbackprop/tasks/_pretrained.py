@@ -4,11 +4,13 @@ A *pretrained entry* ``NAME`` is two files in :data:`PRETRAINED_DIR` (package da
 
 - ``NAME.pt``: a weight delta (:func:`matbackprop.train.save_weight_delta`): only the tensors of
   the trained model that differ from the model as its task builds it on the ImageNet backbone
-  (``task.build_model(config, method)``), so the file stays small;
+  (``task.build_model(config, method)``), so the file stays small (for ``deepncuts-bsds500``,
+  whose encoder is the frozen ImageNet EfficientNet-Lite0: the trained ``NodeHead`` and its
+  normalization buffers only);
 - ``NAME.json``: the metadata needed to rebuild the model and to judge it -- ``task``,
   ``method``, the full task ``config``, the training step, the commands that trained and
-  evaluated it, its validation scores, the default hierarchy level (its ODS ``k``), whether it is
-  ``provisional``, and the torch version.
+  evaluated it, its validation scores, the default hierarchy level (the ``ucm2`` threshold of
+  its validation ODS), whether it is ``provisional``, and the torch version.
 
 Everything goes through the task interface (``Config``, ``build_model``, ``segment_image``) and
 the trainer's checkpoint format, so any model a task trains can be exported with
@@ -38,6 +40,7 @@ from matbackprop.train import (
 )
 
 from . import get_task
+from ._segmentation import ods_threshold
 
 __all__ = [
     "PRETRAINED_DIR",
@@ -64,10 +67,10 @@ class PretrainedInfo:
     task, method : str
         The task module and the method of it the weights belong to.
     config : object
-        The task's ``Config`` the model was trained with (its preprocessing: ``max_size``,
-        superpixels, ``k_max``).
-    default_k : int or None
-        The hierarchy level shown by default (the validation ODS level), if known.
+        The task's ``Config`` the model was trained with (its preprocessing: superpixels,
+        decoder).
+    default_threshold : float or None
+        The ``ucm2`` threshold of the level shown by default (the validation ODS), if known.
     metadata : dict
         The whole JSON sidecar (commands, scores, ``provisional``), or ``{}``.
     """
@@ -76,7 +79,7 @@ class PretrainedInfo:
     task: str
     method: str
     config: Any
-    default_k: int | None = None
+    default_threshold: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,11 +108,28 @@ def _atomic_text(path: Path, text: str) -> None:
         raise
 
 
-def _ods_k(entry: dict[str, Any]) -> int | None:
-    per_level = entry.get("covering_per_level")
-    if not per_level:
-        return None
-    return 2 + max(range(len(per_level)), key=per_level.__getitem__)
+def _default_threshold(entry: dict[str, Any]) -> float | None:
+    return ods_threshold(entry) if entry.get("covering_per_level") else None
+
+
+def _checkpoint_file(task: Any, checkpoint: str | Path) -> Path:
+    """``checkpoint`` itself, or for a folder its ``last.pt`` or ``<SEGMENT_METHOD>/last.pt``
+    (the layout of a run of several methods)."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        method = getattr(task, "SEGMENT_METHOD", None)
+        nested = path / method / "last.pt" if method else None
+        path = nested if nested is not None and nested.is_file() else path / "last.pt"
+    return path
+
+
+def _run_folder(checkpoint: Path) -> Path:
+    """The run folder of a checkpoint: the nearest of its parents (up to two) holding
+    ``run.json``, else its own folder."""
+    for parent in list(checkpoint.parents)[:3]:
+        if (parent / "run.json").is_file():
+            return parent
+    return checkpoint.parent
 
 
 def export_pretrained(
@@ -130,13 +150,15 @@ def export_pretrained(
     task_name : str
         The task that trained it (``"ncuts"``).
     checkpoint : str or Path
-        ``last.pt`` (or its run folder) written by ``matbackprop train TASK``; its run folder's
-        ``run.json`` gives the training commands.
+        ``last.pt`` (or its run folder) written by ``matbackprop train TASK``, e.g.
+        ``runs/ncuts_bsds/seed_0/deep_ncuts/last.pt``; the ``run.json`` of its run folder (the
+        nearest parent holding one) gives the training commands.
     name : str
         The entry name, e.g. ``"deepncuts-bsds500"``.
     metrics : str or Path, optional
-        The ``metrics.json`` of ``matbackprop eval`` on the checkpoint: its scores of ``method``
-        and their ODS level go into the metadata.
+        The ``metrics.json`` of ``matbackprop eval`` on the checkpoint (default: the run
+        folder's, if there is one): its scores of ``method`` and their ODS threshold go into
+        the metadata.
     method : str, optional
         Default: the task's ``SEGMENT_METHOD``.
     out_dir : str or Path
@@ -160,26 +182,28 @@ def export_pretrained(
 
     Examples
     --------
-    >>> export_pretrained("ncuts", "runs/ncuts_bsds/last.pt", "mine")  # doctest: +SKIP
+    >>> export_pretrained("ncuts", "runs/ncuts_bsds/seed_0/deep_ncuts/last.pt", "mine")
+    ... # doctest: +SKIP
     PosixPath('.../matbackprop/tasks/pretrained/mine.json')
     """
     task = get_task(task_name)
     method = method or getattr(task, "SEGMENT_METHOD", None)
     if method not in task.METHODS:
         raise ValueError(f"`method` must be one of {task.METHODS}, got {method!r}")
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "last.pt"
+    checkpoint = _checkpoint_file(task, checkpoint)
     state = load_checkpoint(checkpoint)
     if not isinstance(state.get("config"), dict) or "model" not in state:
         raise DataFileError(checkpoint, "not a checkpoint of `matbackprop train` (no config)")
     config = config_from_dict(task.Config, state["config"])
     base = task.build_model(config, method).state_dict()
+    run_folder = _run_folder(checkpoint)
+    if metrics is None and (run_folder / "metrics.json").is_file():
+        metrics = run_folder / "metrics.json"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sizes = save_weight_delta(out_dir / f"{name}.pt", state["model"], base)
 
-    run_json = checkpoint.parent / "run.json"
+    run_json = run_folder / "run.json"
     training = RunRecord.load(run_json) if run_json.is_file() else None
     evaluation = RunRecord.load(metrics) if metrics is not None else None
     scores = evaluation.methods.get(method, {}) if evaluation is not None else {}
@@ -195,7 +219,8 @@ def export_pretrained(
         "evaluation_split": evaluation.split if evaluation else None,
         "evaluation_commands": [c.shell_text() for c in evaluation.commands] if evaluation else [],
         "scores": {k: v for k, v in scores.items() if isinstance(v, int | float)},
-        "default_k": _ods_k(scores),
+        "default_threshold": _default_threshold(scores),
+        "checkpoint": str(checkpoint),
         "weights": {
             "file": f"{name}.pt",
             **sizes,
@@ -246,9 +271,9 @@ def load_pretrained(
     Returns
     -------
     torch.nn.Module
-        For ``"deepncuts-bsds500"``: a :class:`~matbackprop.models.DeepNCuts`, ready for
-        ``segment_hierarchy``; ``matbackprop.tasks.segment_image(model, image)`` applies the
-        preprocessing it was trained with.
+        For ``"deepncuts-bsds500"``: a :class:`~matbackprop.models.HypercolumnNCuts`, ready for
+        ``segment_hierarchy(image)``; ``matbackprop.tasks.segment_image(model, image)`` applies
+        the node settings it was trained with.
 
     Raises
     ------
@@ -261,8 +286,8 @@ def load_pretrained(
     --------
     >>> model = load_pretrained("deepncuts-bsds500")
     >>> info = model.pretrained_info
-    >>> (type(model).__name__, info.task, info.config.k_max, model.training)
-    ('DeepNCuts', 'ncuts', 16, False)
+    >>> (type(model).__name__, info.task, info.method, model.training)
+    ('HypercolumnNCuts', 'ncuts', 'deep_ncuts', False)
     """
     path = _resolve(name)
     try:
@@ -276,7 +301,12 @@ def load_pretrained(
     model = task.build_model(config, meta["method"])
     apply_weight_delta(model, path.with_name(meta["weights"]["file"]))
     model.pretrained_info = PretrainedInfo(
-        str(meta["name"]), meta["task"], meta["method"], config, meta.get("default_k"), meta
+        str(meta["name"]),
+        meta["task"],
+        meta["method"],
+        config,
+        meta.get("default_threshold"),
+        meta,
     )
     return _place(model, device)
 
@@ -288,8 +318,11 @@ def load_trained(
     device: str | torch.device | None = None,
 ) -> torch.nn.Module:
     """The model of a checkpoint that ``matbackprop train TASK`` wrote, like
-    :func:`load_pretrained` (``default_k`` from an evaluation ``metrics.json`` in the run
-    folder or its ``eval_*`` sub-folders, if there is one).
+    :func:`load_pretrained` (``default_threshold`` from the evaluation ``metrics.json`` of the
+    run folder, if there is one).
+
+    ``checkpoint``: the method's ``last.pt`` (``runs/ncuts_bsds/seed_0/deep_ncuts/last.pt``) or
+    a run folder holding ``<SEGMENT_METHOD>/last.pt`` or ``last.pt``.
 
     Raises
     ------
@@ -298,12 +331,10 @@ def load_trained(
 
     Examples
     --------
-    >>> model = load_trained("runs/ncuts_bsds/last.pt")  # doctest: +SKIP
+    >>> model = load_trained("runs/ncuts_bsds/seed_0/deep_ncuts/last.pt")  # doctest: +SKIP
     """
     task = get_task(task_name)
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "last.pt"
+    checkpoint = _checkpoint_file(task, checkpoint)
     state = load_checkpoint(checkpoint)
     if not isinstance(state.get("config"), dict) or "model" not in state:
         raise DataFileError(checkpoint, "not a checkpoint of `matbackprop train` (no config)")
@@ -316,11 +347,9 @@ def load_trained(
         raise DataFileError(
             checkpoint, f"weights do not fit the {method} model ({error})"
         ) from None
-    default_k = None
-    for metrics in sorted(checkpoint.parent.glob("eval_*/metrics.json")) + [
-        checkpoint.parent / "metrics.json"
-    ]:
-        if metrics.is_file():
-            default_k = _ods_k(RunRecord.load(metrics).methods.get(method, {})) or default_k
-    model.pretrained_info = PretrainedInfo(str(checkpoint), task_name, method, config, default_k)
+    metrics = _run_folder(checkpoint) / "metrics.json"
+    threshold = None
+    if metrics.is_file():
+        threshold = _default_threshold(RunRecord.load(metrics).methods.get(method, {}))
+    model.pretrained_info = PretrainedInfo(str(checkpoint), task_name, method, config, threshold)
     return _place(model, device)

@@ -118,10 +118,15 @@ def _atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
-def segment_image(model: torch.nn.Module, image: torch.Tensor) -> Segmentation:
+def segment_image(
+    model: torch.nn.Module, image: torch.Tensor, *, max_size: int | None = None
+) -> Segmentation:
     """Segment one RGB image ``(3, H, W)`` in ``[0, 1]`` with a model from
     :func:`~matbackprop.tasks.load_pretrained` or :func:`~matbackprop.tasks.load_trained`:
-    its task's ``segment`` with the preprocessing the model was trained with.
+    its task's ``segment`` with the node settings the model was trained with.
+
+    ``max_size``: the network and the superpixels see the image shrunk to this long side (if
+    larger); the outputs stay at ``(H, W)``.
 
     Examples
     --------
@@ -129,8 +134,8 @@ def segment_image(model: torch.nn.Module, image: torch.Tensor) -> Segmentation:
     >>> from matbackprop.tasks import load_pretrained
     >>> model = load_pretrained("deepncuts-bsds500")
     >>> result = segment_image(model, torch.rand(3, 60, 90))
-    >>> result.ks[:3], tuple(result.levels[0].shape)
-    ([2, 3, 4], (60, 90))
+    >>> tuple(result.ucm2.shape), tuple(result.levels[0].shape)
+    ((121, 181), (60, 90))
     """
     info = getattr(model, "pretrained_info", None)
     if info is None:
@@ -141,7 +146,9 @@ def segment_image(model: torch.nn.Module, image: torch.Tensor) -> Segmentation:
     task = get_task(info.task)
     if not hasattr(task, "segment"):
         raise ValueError(f"task {info.task!r} cannot segment images (it has no `segment`)")
-    return task.segment(info.config, model, image)
+    if max_size is not None and (isinstance(max_size, bool) or int(max_size) < 16):
+        raise ValueError(f"`max_size` must be an int >= 16, got {max_size!r}")
+    return task.segment(info.config, model, image, max_size=max_size)
 
 
 def _write(path: Path, image: torch.Tensor, result: Segmentation, level: int) -> list[Path]:
@@ -166,7 +173,8 @@ def segment_images(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
     *,
-    k: int | None = None,
+    threshold: float | None = None,
+    max_size: int | None = None,
     skip_bad: bool = False,
     progress: bool | None = None,
 ) -> SegmentSummary:
@@ -180,9 +188,11 @@ def segment_images(
         Image files and/or folders of JPEG/PNG files.
     out_dir : str or Path
         Created if needed; see the module docstring for what goes in.
-    k : int, optional
-        The level of ``<stem>.png`` and the overlay (the one nearest ``k`` segments); default
-        the model's ``default_k`` (its validation ODS level), else the middle level.
+    threshold : float, optional
+        The ``ucm2`` threshold of the level of ``<stem>.png`` and the overlay; default the
+        model's ``default_threshold`` (its validation ODS), else the middle level.
+    max_size : int, optional
+        Long side the network sees (see :func:`segment_image`); default: the full image.
     skip_bad : bool
         Skip unreadable images (listed in the summary) instead of stopping at the first.
     progress : bool, optional
@@ -214,7 +224,8 @@ def segment_images(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     info: Any = getattr(model, "pretrained_info", None)
-    k = k if k is not None else (info.default_k if info is not None else None)
+    if threshold is None and info is not None:
+        threshold = info.default_threshold
     summary = SegmentSummary()
     start = time.perf_counter()
     bar = tqdm(
@@ -237,7 +248,8 @@ def segment_images(
                 ) from None
             summary.skipped.append((path, error.reason))
             continue
-        result = segment_image(model, image)
-        summary.written[path.name] = _write(out_dir / path.name, image, result, result.level_for(k))
+        result = segment_image(model, image, max_size=max_size)
+        level = result.level_at(threshold)
+        summary.written[path.name] = _write(out_dir / path.name, image, result, level)
     summary.seconds = time.perf_counter() - start
     return summary

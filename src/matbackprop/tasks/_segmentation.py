@@ -1,10 +1,12 @@
 """What the segmentation tasks (``demo`` on texture mosaics, ``ncuts`` on BSDS500) share.
 
 - :func:`fit_deep_ncuts` with :func:`ncuts_training_loss`: DeepNCuts on the shared trainer;
-- :func:`evaluate_segmenters`: hierarchies of every method scored with the BSDS metrics;
+- :func:`evaluate_segmenters`: hierarchies of every method scored with the BSDS metrics
+  (:func:`benchmark_entry`: the metrics of one method over images);
 - :func:`tune_classic`: the classic baseline's bandwidths, grid-searched on training images
   (:func:`tune_and_save_classic` / :func:`read_classic`: into and from the run folder);
-- :func:`ods_level`, :func:`level_like_ground_truth`: which hierarchy level a picture shows;
+- :func:`ods_level`, :func:`ods_threshold`, :func:`level_like_ground_truth`: which hierarchy
+  level a picture shows;
 - :func:`quiet_eigengaps`: eigengap warnings silenced inside a block only;
 - :class:`Segmentation`: what a task's ``segment`` returns (``matbackprop segment``).
 """
@@ -43,22 +45,25 @@ class Segmentation:
     ----------
     levels : list of Tensor
         ``(H, W)`` int64 label maps, coarse to fine (the BSDS ``segs`` cell).
-    ks : list of int
-        The number of segments each level was asked for (e.g. ``k = 2 .. K`` of NCuts).
+    thresholds : list of float
+        The ``ucm2`` threshold of each level (decreasing): level ``j`` is the map of the
+        regions left when every boundary of strength ``<= thresholds[j]`` is removed.
     ucm2 : Tensor, optional
         ``(2H + 1, 2W + 1)`` ultrametric contour map in ``[0, 1]``, for models that build one.
     """
 
     levels: list[Tensor]
-    ks: list[int]
+    thresholds: list[float]
     ucm2: Tensor | None = None
 
-    def level_for(self, k: int | None) -> int:
-        """Index of the level asked for ``k`` segments (the nearest one; the middle level for
-        ``None``)."""
-        if k is None:
+    def level_at(self, threshold: float | None) -> int:
+        """Index of the level the ``ucm2`` gives at ``threshold`` (the benchmark's cut
+        ``ucm2 > threshold``: the level with the largest threshold ``<= threshold``, the
+        finest if none is); the middle level for ``None``."""
+        if threshold is None:
             return len(self.levels) // 2
-        return min(range(len(self.ks)), key=lambda i: (abs(self.ks[i] - k), self.ks[i]))
+        below = [j for j, t in enumerate(self.thresholds) if t <= threshold]
+        return below[0] if below else len(self.levels) - 1
 
 
 @contextmanager
@@ -135,6 +140,29 @@ def _segment_all(
     return hierarchies
 
 
+def benchmark_entry(evaluations: Sequence[Any], boundaries: bool) -> dict[str, Any]:
+    """The metrics of a method over images (``ImageEvaluation`` list): covering, PRI and VoI
+    at ODS/OIS (and the covering of each level), with ``boundaries`` also boundary F ODS/OIS
+    and AP -- the keys every report reads."""
+    region = aggregate_region(evaluations)
+    entry: dict[str, Any] = {
+        "covering_ods": region.covering_ods,
+        "covering_ois": region.covering_ois,
+        "covering_best": region.covering_best,
+        "pri_ods": region.pri_ods,
+        "pri_ois": region.pri_ois,
+        "voi_ods": region.voi_ods,
+        "voi_ois": region.voi_ois,
+        "covering_per_level": [float(x) for x in region.covering],
+    }
+    if boundaries:
+        boundary = aggregate_boundary(evaluations)
+        entry.update(
+            boundary_ods_f=boundary.ods_f, boundary_ois_f=boundary.ois_f, boundary_ap=boundary.ap
+        )
+    return entry
+
+
 def evaluate_segmenters(
     segmenters: dict[str, Segmenter],
     images: Sequence[Tensor],
@@ -173,25 +201,8 @@ def evaluate_segmenters(
                 for i, levels in enumerate(levels_all)
             ]
             evaluations = list(pool.map(_score, jobs)) if pool else [_score(j) for j in jobs]
-            region = aggregate_region(evaluations)
-            entry = {
-                "covering_ods": region.covering_ods,
-                "covering_ois": region.covering_ois,
-                "covering_best": region.covering_best,
-                "pri_ods": region.pri_ods,
-                "pri_ois": region.pri_ois,
-                "voi_ods": region.voi_ods,
-                "voi_ois": region.voi_ois,
-                "covering_per_level": [float(x) for x in region.covering],
-                "seconds": time.perf_counter() - start,
-            }
-            if boundaries:
-                boundary = aggregate_boundary(evaluations)
-                entry.update(
-                    boundary_ods_f=boundary.ods_f,
-                    boundary_ois_f=boundary.ois_f,
-                    boundary_ap=boundary.ap,
-                )
+            entry = benchmark_entry(evaluations, boundaries)
+            entry["seconds"] = time.perf_counter() - start
             metrics[method] = entry
             print(
                 f"{method}: covering ODS {entry['covering_ods']:.3f} ({entry['seconds']:.0f} s)",
@@ -292,6 +303,13 @@ def ods_level(entry: dict) -> int:
     """Index of the hierarchy level with the best dataset covering (the ODS level)."""
     per_level = entry["covering_per_level"]
     return max(range(len(per_level)), key=per_level.__getitem__)
+
+
+def ods_threshold(entry: dict) -> float:
+    """The ``ucm2`` threshold of the ODS level of a ucm benchmark entry (``covering_per_level``
+    over the benchmark's thresholds ``t_i = i / (n + 1)``, ``i = 1 .. n``)."""
+    per_level = entry["covering_per_level"]
+    return (ods_level(entry) + 1) / (len(per_level) + 1)
 
 
 def level_like_ground_truth(levels: list[Tensor], ground_truth: Tensor) -> Tensor:

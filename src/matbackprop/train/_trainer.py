@@ -157,6 +157,11 @@ class Trainer:
     ) -> None:
         if not isinstance(config, TrainConfig):
             raise ValueError(f"`config` must be a TrainConfig, got {type(config).__name__}")
+        if config.seeds is not None:
+            raise ValueError(
+                f"`config.seeds` ({config.seeds}) repeats a task's run per seed; a Trainer "
+                "trains one seed: set `seed` and `seeds=None` (tasks do this per seed)"
+            )
         if not isinstance(model, torch.nn.Module):
             raise ValueError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
         if not (hasattr(train_dataset, "__len__") and hasattr(train_dataset, "__getitem__")):

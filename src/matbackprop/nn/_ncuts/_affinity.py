@@ -27,36 +27,73 @@ NONNEG_CHOICES = ("relu", "softplus", "square", "none")
 DEFAULT_DEGREE_FLOOR = 1e-4
 
 
-def nonnegative_features(features: Tensor, nonneg: Nonneg) -> Tensor:
+def nonnegative_features(features: Tensor, nonneg: Nonneg, *, check: bool = True) -> Tensor:
     """Map features to ``F >= 0`` so that ``W = FFᵀ`` is a non-negative affinity.
 
     ``"relu"`` ``max(F, 0)`` (idempotent after a ReLU/softplus in the model; zero rows get a
     floored degree), ``"softplus"`` ``log(1 + eᶠ)`` (smooth, strictly positive), ``"square"``
-    ``F ∘ F``, ``"none"`` (``F`` must already be non-negative; checked, ValueError otherwise).
+    ``F ∘ F``, ``"none"`` (``F`` must already be non-negative; with ``check`` that is verified,
+    one host sync, ValueError otherwise).
     """
     check_choice(nonneg, "nonneg", NONNEG_CHOICES)
+    if check:
+        check_nonneg_input(features, nonneg)
+    return nonneg_map(features, nonneg)
+
+
+def check_nonneg_input(features: Tensor, nonneg: Nonneg) -> None:
+    """With ``nonneg="none"`` the features themselves must be ``>= 0`` (one host sync)."""
+    if nonneg == "none":
+        check_nonnegative(
+            features,
+            "features",
+            ' with nonneg="none"; pass nonneg="relu" | "softplus" | "square"',
+        )
+
+
+def nonneg_map(x: Tensor, nonneg: Nonneg) -> Tensor:
+    """``φ(x)``, the map of :func:`nonnegative_features` without checks (also on row blocks)."""
     if nonneg == "relu":
-        return torch.relu(features)
+        return torch.relu(x)
     if nonneg == "softplus":
-        return nnf.softplus(features)
+        return nnf.softplus(x)
     if nonneg == "square":
-        return features * features
-    check_nonnegative(
-        features, "features", ' with nonneg="none"; pass nonneg="relu" | "softplus" | "square"'
-    )
-    return features
+        return x * x
+    return x
+
+
+def nonneg_backward_(grad: Tensor, x: Tensor, nonneg: Nonneg) -> Tensor:
+    """``grad ← φ′(x) ∘ grad`` in place: the derivative of :func:`nonneg_map`."""
+    if nonneg == "relu":  # relu's own backward kernel (x > 0), written into grad
+        return torch.ops.aten.threshold_backward.grad_input(grad, x, 0.0, grad_input=grad)
+    if nonneg == "softplus":
+        return grad.mul_(torch.sigmoid(x))
+    if nonneg == "square":
+        return grad.mul_(x).mul_(2.0)
+    return grad
+
+
+def degree_floor_value(degrees: Tensor, rel: float, abs_floor: float | None) -> Tensor:
+    """The floor ``f = max(rel · mean_j dⱼ, abs)`` per image, shape ``(B, 1)``.
+
+    ``abs_floor=None`` uses the dtype's smallest normal number, which only rules out a division
+    by zero.
+    """
+    floor = rel * degrees.mean(dim=-1, keepdim=True)  # (B, 1)
+    return floor.clamp_min(absolute_degree_floor(degrees.dtype, abs_floor))
+
+
+def absolute_degree_floor(dtype: torch.dtype, abs_floor: float | None) -> float:
+    """``abs_floor``, or the smallest normal number of ``dtype`` for ``None``."""
+    return torch.finfo(dtype).tiny if abs_floor is None else abs_floor
 
 
 def floor_degrees(degrees: Tensor, rel: float, abs_floor: float | None) -> Tensor:
     """``d̃ᵢ = max(dᵢ, rel · mean_j dⱼ, abs)`` per image (``degrees (B, m)``).
 
-    ``abs_floor=None`` uses the dtype's smallest normal number, which only rules out a division
-    by zero. The floor is differentiable: where it is active the gradient flows to ``mean(d)``.
+    The floor is differentiable: where it is active the gradient flows to ``mean(d)``.
     """
-    floor = rel * degrees.mean(dim=-1, keepdim=True)  # (B, 1)
-    tiny = torch.finfo(degrees.dtype).tiny if abs_floor is None else abs_floor
-    floor = floor.clamp_min(tiny)
-    return torch.maximum(degrees, floor)
+    return torch.maximum(degrees, degree_floor_value(degrees, rel, abs_floor))
 
 
 def lowrank_degrees(features: Tensor) -> Tensor:

@@ -126,7 +126,7 @@ def decode_labels(
         Z = Z_or_result
     Z = _check_embedding(Z, (3,), "(B, m, K)")
     B, m, K = Z.shape
-    k_vec = resolve_k(K if k is None else k, B, min(m, K), torch.device("cpu"), "min(m, K)")
+    k_vec, _ = resolve_k(K if k is None else k, B, min(m, K), torch.device("cpu"), "min(m, K)")
     labels = [
         spectral_discretize(Z[b], int(k_vec[b]), restarts=restarts, max_iter=max_iter, seed=seed)
         for b in range(B)

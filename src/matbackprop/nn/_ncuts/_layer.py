@@ -23,9 +23,10 @@ from matbackprop.validation import (
     require_tensor,
 )
 
-from ._affinity import nonnegative_features
+from ._affinity import check_nonneg_input, nonnegative_features
 from ._dense import dense_spectrum
-from ._lowrank import lowrank_spectrum
+from ._gram import gram_spectrum
+from ._lowrank import choose_solver, lowrank_spectrum
 from ._options import AFFINITY_OPTIONS, NCutsOptions
 from ._result import (
     NCutsResult,
@@ -34,7 +35,7 @@ from ._result import (
     finalize,
     relative_eigengaps,
 )
-from ._validation import resolve_k
+from ._validation import check_num_segments, resolve_k
 
 
 def _finish(
@@ -52,6 +53,7 @@ def normalized_cuts(
     features: Tensor,
     k: int | Tensor | list[int],
     *,
+    num_segments: int | None = None,
     options: NCutsOptions | None = None,
     **overrides,
 ) -> NCutsResult:
@@ -69,6 +71,10 @@ def normalized_cuts(
         Number of eigenvectors per image, ``1 <= k <= min(m, d)``; e.g.
         :func:`segment_counts` of the ground truth. Different ``k`` per image: ``Z`` has
         ``K = max(k)`` columns and those past each image's ``k`` are zero.
+    num_segments : int, optional
+        An upper bound on ``k`` known on the host (the number of label values, as for
+        :func:`segment_counts`). With a tensor ``k`` it sets ``K = min(num_segments, m, d)``
+        columns without reading ``k`` back (``int(k.max())`` is a host sync otherwise).
     options : NCutsOptions, optional
         route (``"lowrank"`` or ``"dense"``), nonneg, degree_floor, degree_floor_abs, solver,
         eigengap_rtol, check_eigengap, strict, policy, check: see
@@ -132,23 +138,30 @@ def normalized_cuts(
     check_ndim(features, "features", 3, "(B, m, d)")
     check_nonempty(features, "features", "(B, m, d)")
     B, m, d = features.shape
-    k_vec = resolve_k(
+    k_vec, K = resolve_k(
         k,
         B,
         min(m, d),
         features.device,
         f"min(m, d) = min({m}, {d}): M = D^-½FFᵀD^-½ has rank <= d, and eigenvectors past its "
         "rank span an arbitrary part of the null space, so the top-k subspace is undefined",
+        columns=check_num_segments(num_segments),
+        check=opts.check,
     )
-    K = int(k_vec.max())
     if opts.check:
         check_finite(features, "features")
-    F = nonnegative_features(features, opts.nonneg)
     floors = {"degree_floor": opts.degree_floor, "degree_floor_abs": opts.degree_floor_abs}
-    if opts.route == "lowrank":
-        spectrum = lowrank_spectrum(F, K, solver=opts.solver, policy=opts.policy, **floors)
+    solver = choose_solver(opts.solver, m, d) if opts.route == "lowrank" else None
+    if solver == "gram":  # the non-negativity map is fused into the solver's passes
+        if opts.check:
+            check_nonneg_input(features, opts.nonneg)
+        spectrum = gram_spectrum(features, K, nonneg=opts.nonneg, policy=opts.policy, **floors)
     else:
-        spectrum = dense_spectrum(F @ F.mT, K, policy=opts.policy, **floors)
+        F = nonnegative_features(features, opts.nonneg, check=opts.check)
+        if solver == "svd":
+            spectrum = lowrank_spectrum(F, K, policy=opts.policy, **floors)
+        else:
+            spectrum = dense_spectrum(F @ F.mT, K, policy=opts.policy, **floors)
     return _finish(*spectrum, k_vec, opts)
 
 
@@ -156,6 +169,7 @@ def normalized_cuts_affinity(
     affinity: Tensor,
     k: int | Tensor | list[int],
     *,
+    num_segments: int | None = None,
     options: NCutsOptions | None = None,
     **overrides,
 ) -> NCutsResult:
@@ -170,6 +184,8 @@ def normalized_cuts_affinity(
         Symmetric, non-negative ``W`` (e.g. :func:`gaussian_affinity`), float32/float64.
     k : int, or sequence / 1-D integer tensor of length B
         Eigenvectors per image, ``1 <= k <= m`` (see :func:`normalized_cuts` for batching).
+    num_segments : int, optional
+        An upper bound on ``k`` known on the host (see :func:`normalized_cuts`).
     options : NCutsOptions, optional
         Its degree_floor, degree_floor_abs, eigengap_rtol, check_eigengap, strict, policy and
         check apply (route, nonneg and solver concern features and are not used).
@@ -202,14 +218,22 @@ def normalized_cuts_affinity(
     if affinity.shape[-1] != affinity.shape[-2]:
         raise ValueError(f"`affinity` must have shape (B, m, m), got {tuple(affinity.shape)}")
     B, m, _ = affinity.shape
-    k_vec = resolve_k(k, B, m, affinity.device, f"the number of nodes m = {m}")
+    k_vec, K = resolve_k(
+        k,
+        B,
+        m,
+        affinity.device,
+        f"the number of nodes m = {m}",
+        columns=check_num_segments(num_segments),
+        check=opts.check,
+    )
     if opts.check:
         check_finite(affinity, "affinity")
         check_symmetric(affinity, "affinity")
         check_nonnegative(affinity, "affinity", "; normalized cuts needs affinities >= 0")
     spectrum = dense_spectrum(
         affinity,
-        int(k_vec.max()),
+        K,
         degree_floor=opts.degree_floor,
         degree_floor_abs=opts.degree_floor_abs,
         policy=opts.policy,

@@ -18,7 +18,7 @@ an ``O(mk)`` scatter-add: no ``m × m`` matrix (``k`` is computed as ``‖ZᵀZ�
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -35,12 +35,18 @@ from matbackprop.validation import (
 )
 
 from ._result import NCutsResult
-from ._validation import resolve_k
+from ._validation import check_num_segments, resolve_k
 
 Reduction = Literal["mean", "sum", "none"]
 
 
-def segment_counts(labels: Tensor, ignore_index: int | None = None) -> Tensor:
+def segment_counts(
+    labels: Tensor,
+    ignore_index: int | None = None,
+    *,
+    num_segments: int | None = None,
+    check: bool = True,
+) -> Tensor:
     """Number of distinct labels per image, ignoring ``ignore_index``: the default ``k``.
 
     Parameters
@@ -49,6 +55,12 @@ def segment_counts(labels: Tensor, ignore_index: int | None = None) -> Tensor:
         Integer label per node; any non-negative values (they need not be consecutive).
     ignore_index : int, optional
         Label of unlabeled nodes (not counted).
+    num_segments : int, optional
+        The number of label values: labels lie in ``[0, num_segments)`` (besides
+        ``ignore_index``). Known on the host, it makes the count free of host syncs; without it
+        the bound is read back once (``labels.max()``).
+    check : bool
+        Validate the label values (non-negative; below ``num_segments``): host syncs.
 
     Returns
     -------
@@ -58,15 +70,19 @@ def segment_counts(labels: Tensor, ignore_index: int | None = None) -> Tensor:
     ------
     ValueError
         If ``labels`` is not an integer tensor of shape ``(B, m)`` or has negative labels
-        (other than ``ignore_index``).
+        (other than ``ignore_index``) or labels ``>= num_segments`` (with ``check``).
     """
-    labels = _check_labels(labels, None, ignore_index)
-    _, segment_image, _ = _segments(labels, ignore_index)
-    return torch.bincount(segment_image, minlength=labels.shape[0])
+    labels = _check_labels(labels, None, ignore_index, num_segments, check)
+    table = _segments(labels, ignore_index, num_segments)
+    return table.per_image(table.counts > 0).long()
 
 
 def _check_labels(
-    labels: object, shape: tuple[int, int] | None, ignore_index: int | None
+    labels: object,
+    shape: tuple[int, int] | None,
+    ignore_index: int | None,
+    num_segments: int | None,
+    check: bool,
 ) -> Tensor:
     labels = require_tensor(labels, "labels")
     check_int_dtype(labels, "labels")
@@ -78,35 +94,84 @@ def _check_labels(
         isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
     ):
         raise ValueError(f"`ignore_index` must be an int or None, got {ignore_index!r}")
+    check_num_segments(num_segments)
     labels = labels.long()
-    bad = labels < 0
-    if ignore_index is not None:
-        bad = bad & (labels != ignore_index)
-    if bool(bad.any()):
-        raise ValueError(
-            f"`labels` must be non-negative (or ignore_index={ignore_index}), got "
-            f"{int(labels[bad].min())}"
-        )
+    if check:
+        valid = labels if ignore_index is None else labels[labels != ignore_index]
+        if valid.numel() and bool((valid < 0).any()):
+            raise ValueError(
+                f"`labels` must be non-negative (or ignore_index={ignore_index}), got "
+                f"{int(valid.min())}"
+            )
+        if num_segments is not None and valid.numel() and bool((valid >= num_segments).any()):
+            raise ValueError(
+                f"`labels` must be < num_segments = {num_segments}, got {int(valid.max())}"
+            )
     return labels
 
 
-def _segments(labels: Tensor, ignore_index: int | None) -> tuple[Tensor, Tensor, Tensor]:
-    """Relabel per image to global segment ids.
+class _SegmentTable(NamedTuple):
+    """Segments of a batch as bins: node ``i`` of image ``b`` is in bin ``node_bin[b, i]``.
 
-    Returns ``valid (B, m)`` (labeled nodes), ``segment_image (S,)`` (image of each segment) and
-    ``segment (n_valid,)`` (segment id of each labeled node, in ``valid``'s row-major order).
+    The last bin collects the ignored nodes and is dropped from every per-segment quantity.
     """
-    B = labels.shape[0]
-    if ignore_index is None:
-        valid = torch.ones_like(labels, dtype=torch.bool)
-    else:
-        valid = labels != ignore_index
-    safe = torch.where(valid, labels, torch.zeros_like(labels))
-    span = int(safe.max()) + 1
-    image = torch.arange(B, device=labels.device).unsqueeze(-1)
-    keys = (image * span + safe)[valid]
-    unique_keys, segment = torch.unique(keys, sorted=True, return_inverse=True)
-    return valid, unique_keys // span, segment
+
+    node_bin: Tensor  # (B·m,) long
+    bin_image: Tensor  # (n_bins − 1,) long: the image of each (real) bin
+    counts: Tensor  # (n_bins − 1,): nodes per bin (a bin is a segment when > 0)
+    batch: int
+
+    def scatter(self, values: Tensor) -> Tensor:
+        """Sum of ``values (B·m, ...)`` per real bin, shape ``(n_bins − 1, ...)``."""
+        n_bins = self.bin_image.shape[0] + 1
+        out = values.new_zeros(n_bins, *values.shape[1:]).index_add(0, self.node_bin, values)
+        return out[:-1]
+
+    def per_image(self, per_bin: Tensor) -> Tensor:
+        """Sum of ``per_bin (n_bins − 1,)`` per image, shape ``(B,)``."""
+        dtype = per_bin.dtype if per_bin.is_floating_point() else torch.float64
+        out = torch.zeros(self.batch, dtype=dtype, device=per_bin.device)
+        return out.index_add(0, self.bin_image, per_bin.to(dtype))
+
+
+def _segments(labels: Tensor, ignore_index: int | None, num_segments: int | None) -> _SegmentTable:
+    """Bins of the segments: ``image · S + label`` with ``S`` label values per image.
+
+    ``S = num_segments`` (no host sync), else ``labels.max() + 1`` (one sync); labels spread far
+    beyond the number of nodes (e.g. ids like 10⁶ without ``num_segments``) are first relabelled
+    compactly (``torch.unique``, its own sync), so the bins stay ``O(B·m)``.
+    """
+    B, m = labels.shape
+    device = labels.device
+    valid = None if ignore_index is None else labels != ignore_index
+    safe = labels if valid is None else torch.where(valid, labels, torch.zeros_like(labels))
+    image = torch.arange(B, device=device).unsqueeze(-1)  # (B, 1)
+    if num_segments is None:
+        span = int(safe.max()) + 1
+        if span > m:
+            keys = (image * span + safe).reshape(-1)
+            if valid is not None:  # ignored nodes must not create a segment of their own
+                keys = torch.where(valid.reshape(-1), keys, keys.new_full((), -1))
+            unique_keys, inverse = torch.unique(keys, return_inverse=True)
+            real = unique_keys >= 0
+            first_real = int((~real).sum())
+            n_real = unique_keys.shape[0] - first_real
+            node_bin = torch.where(inverse >= first_real, inverse - first_real, n_real)
+            bin_image = unique_keys[first_real:] // span
+            return _table(node_bin, bin_image, B)
+        num_segments = span
+    node_bin = image * num_segments + safe  # (B, m)
+    dump = B * num_segments
+    if valid is not None:
+        node_bin = torch.where(valid, node_bin, torch.full_like(node_bin, dump))
+    bin_image = torch.arange(B, device=device).repeat_interleave(num_segments, output_size=dump)
+    return _table(node_bin.reshape(-1), bin_image, B)
+
+
+def _table(node_bin: Tensor, bin_image: Tensor, batch: int) -> _SegmentTable:
+    ones = torch.ones(node_bin.shape[0], dtype=torch.float64, device=node_bin.device)
+    counts = ones.new_zeros(bin_image.shape[0] + 1).index_add(0, node_bin, ones)[:-1]
+    return _SegmentTable(node_bin, bin_image, counts, batch)
 
 
 def _unpack(
@@ -115,11 +180,13 @@ def _unpack(
     degrees: Tensor | None,
     k: int | Tensor | list[int] | None,
     ignore_index: int | None,
+    num_segments: int | None,
     reduction: str,
     check: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
-    if isinstance(Z_or_result, NCutsResult):
+    from_result = isinstance(Z_or_result, NCutsResult)
+    if from_result:
         if degrees is not None or k is not None:
             raise ValueError(
                 "`degrees` and `k` must be None when an NCutsResult is given (it carries both)"
@@ -138,15 +205,19 @@ def _unpack(
         raise ValueError(f"`degrees` must have the dtype of `Z` ({Z.dtype}), got {degrees.dtype}")
     if tuple(degrees.shape) != (B, m):
         raise ValueError(f"`degrees` must have shape (B, m) = {(B, m)}, got {tuple(degrees.shape)}")
-    k_vec = resolve_k(K if k is None else k, B, K, Z.device, f"the {K} columns of `Z`")
-    labels = _check_labels(labels, (B, m), ignore_index).to(Z.device)
+    k_vec, _ = resolve_k(
+        K if k is None else k, B, K, Z.device, f"the {K} columns of `Z`", columns=K, check=check
+    )
+    labels = _check_labels(labels, (B, m), ignore_index, num_segments, check).to(Z.device)
     if check:
         check_finite(Z, "Z")
         check_finite(degrees, "degrees")
         if bool((degrees <= 0).any()):
             raise ValueError(f"`degrees` must be positive, got minimum {float(degrees.min()):.3g}")
-    keep = (torch.arange(K, device=Z.device) < k_vec.unsqueeze(-1)).to(Z.dtype)  # (B, K)
-    return Z * keep.unsqueeze(-2), degrees, k_vec, labels
+    if not from_result:  # a result's columns past each image's k are zero already
+        keep = (torch.arange(K, device=Z.device) < k_vec.unsqueeze(-1)).to(Z.dtype)  # (B, K)
+        Z = Z * keep.unsqueeze(-2)
+    return Z, degrees, k_vec, labels
 
 
 def _reduce(J: Tensor, k: Tensor, reduction: str, normalize: bool) -> Tensor:
@@ -166,6 +237,7 @@ def ncuts_loss(
     degrees: Tensor | None = None,
     k: int | Tensor | list[int] | None = None,
     ignore_index: int | None = None,
+    num_segments: int | None = None,
     reduction: Reduction = "mean",
     normalize: bool = False,
     check: bool = True,
@@ -197,13 +269,18 @@ def ncuts_loss(
         ``YYᵀ`` stays an orthogonal projector (rank ``r``, supported on ``L``), but ``Z_LZ_Lᵀ``
         is not one; without the restriction the loss would push ``Z`` to vanish on the
         unlabeled nodes instead of ignoring them. Their degrees still shape ``M``.
+    num_segments : int, optional
+        The number of label values: labels lie in ``[0, num_segments)`` (besides
+        ``ignore_index``). Known on the host, it makes the loss free of host syncs (with
+        ``check=False``); without it the bound is read back once (``labels.max()``).
     reduction : {"mean", "sum", "none"}
         Over images; ``"none"`` returns shape ``(B,)``.
     normalize : bool
         Divide each image's loss by its ``k``. ``J ∈ [0, (k + r)/2]``, so with ``k = r``
         (the default through :func:`segment_counts`) the normalized loss lies in ``[0, 1]``.
     check : bool
-        Validate finiteness of ``Z``/``degrees`` and positivity of ``degrees`` (host syncs).
+        Validate finiteness of ``Z``/``degrees``, positivity of ``degrees``, the label values
+        and ``k`` (host syncs).
 
     Returns
     -------
@@ -220,7 +297,8 @@ def ncuts_loss(
     -----
     Invariant to the signs (indeed any rotation) of the columns of ``Z`` and to a joint
     permutation of the nodes. ``Z``'s masked columns (past each image's ``k``) are ignored.
-    Cost ``O(mK²)`` time, ``O(mK)`` memory, one host sync (``torch.unique``).
+    Cost ``O(mK²)`` time, ``O(mK)`` memory: segments are bins ``image · S + label`` summed
+    by ``index_add``; with ``num_segments`` and ``check=False`` no host sync at all.
 
     References
     ----------
@@ -230,21 +308,22 @@ def ncuts_loss(
     Ionescu, Vantzos & Sminchisescu, ICCV 2015 (arXiv:1509.07838), Sec. 5.
     """
     Z, degrees, k_vec, labels = _unpack(
-        Z_or_result, labels, degrees, k, ignore_index, reduction, check
+        Z_or_result, labels, degrees, k, ignore_index, num_segments, reduction, check
     )
     B, m, K = Z.shape
-    valid, segment_image, segment = _segments(labels, ignore_index)
-    n_segments = segment_image.shape[0]
-    # Y's columns: Σ_{i∈j} √dᵢ Zᵢ per segment j, and vol_j.
-    weighted = (Z * degrees.sqrt().unsqueeze(-1))[valid]  # (n_valid, K)
-    sums = Z.new_zeros(n_segments, K).index_add(0, segment, weighted)
-    volumes = degrees.new_zeros(n_segments).index_add(0, segment, degrees[valid])
-    overlap = Z.new_zeros(B).index_add(0, segment_image, sums.square().sum(-1) / volumes)
-    r = torch.bincount(segment_image, minlength=B).to(Z.dtype)  # ‖YYᵀ‖² = rank = r
+    table = _segments(labels, ignore_index, num_segments)
+    # Y's columns: Σ_{i∈j} √dᵢ Zᵢ per segment j, and vol_j (ignored nodes fall in no bin).
+    sums = table.scatter((Z * degrees.sqrt().unsqueeze(-1)).reshape(B * m, K))  # (bins, K)
+    volumes = table.scatter(degrees.reshape(B * m))  # (bins,)
+    present = table.counts > 0
+    # empty bins: 0/1 instead of 0/0 (their sums are 0, and nothing flows back through them)
+    per_bin = sums.square().sum(-1) / torch.where(present, volumes, torch.ones_like(volumes))
+    overlap = table.per_image(per_bin)
+    r = table.per_image(present).to(Z.dtype)  # ‖YYᵀ‖² = rank = r
     # ‖Z_LZ_Lᵀ‖² = ‖Z_LᵀZ_L‖² (= k for orthonormal columns and no ignored node); computed
     # rather than assumed, so the formula is exact for any Z and its gradient matches the
     # dense reference even off the Stiefel manifold. O(mK²).
-    Z_L = Z if ignore_index is None else Z * valid.unsqueeze(-1).to(Z.dtype)
+    Z_L = Z if ignore_index is None else Z * (labels != ignore_index).unsqueeze(-1).to(Z.dtype)
     J = 0.5 * ((Z_L.mT @ Z_L).square().sum(dim=(-2, -1)) + r) - overlap
     return _reduce(J, k_vec, reduction, normalize)
 
@@ -266,7 +345,7 @@ def ncuts_loss_dense(
     difference is masked to labeled rows and columns. ``O(Bm²)`` memory.
     """
     Z, degrees, k_vec, labels = _unpack(
-        Z_or_result, labels, degrees, k, ignore_index, reduction, True
+        Z_or_result, labels, degrees, k, ignore_index, None, reduction, True
     )
     B, m, _ = Z.shape
     losses = []

@@ -4,25 +4,26 @@ With ``G = D^-½ F`` (``m × d``), ``M = GGᵀ``: its eigenvectors are the left 
 ``G`` and its eigenvalues the squared singular values. Degrees come from ``d = F (Fᵀ 1)``. Cost
 ``O(m d²)`` time and ``O(m d)`` memory, forward and backward.
 
-Two solvers, both with the matrix-backpropagation gradient of :mod:`matbackprop.linalg`:
+Two solvers, the same function with the same matrix-backpropagation gradient (Ionescu et al.
+2015, Prop. 2; the degeneracy policy acts on singular-value gaps in both):
 
-``"svd"`` (default)
-    thin SVD ``G = U Σ Vᵀ``, ``Z = U[:, :k]``, ``λ = σ²``. The backward is
-    :func:`matbackprop.linalg.svd`'s (Ionescu et al. 2015, Prop. 2), whose D-term
-    ``(I − UUᵀ) Ū Σ⁻¹ Vᵀ`` carries the part of the gradient orthogonal to ``range(G)`` (the
-    ``m − d`` zero eigenvalues of ``M`` never appear explicitly).
+``"svd"``
+    thin SVD ``G = U Σ Vᵀ`` by :func:`matbackprop.linalg.svd`, ``Z = U[:, :k]``, ``λ = σ²``;
+    plain autograd around it (the non-negativity map, the degrees and ``G`` are ``m × d``
+    tensors of their own).
 ``"gram"``
-    ``GᵀG = V Λ Vᵀ`` by :func:`matbackprop.linalg.eigh` (``d × d``), then ``Z = G V_k Λ_k^-½``.
-    One ``m d²`` product instead of an SVD; it squares the condition number, which costs
-    nothing for well-separated top eigenvalues but loses accuracy when ``λ_k`` is tiny.
+    ``GᵀG = V Λ Vᵀ`` (``d × d``, accumulated and decomposed in float64), ``Z = G V_k Λ_k^-½``, and
+    the SVD's backward written in the ``d × d`` basis, all fused into a few streaming passes
+    over the features (:mod:`._gram`): no ``m × d`` temporary, forward or backward.
 
-Measured (float32, d = 64, k = 8, 2 CPU cores; ``benchmarks/bench_ncuts.py`` and a float64
-reference): ``"gram"`` is about 1.5–2× faster, but its float32 gradient w.r.t. ``F`` was up to
-10× further from the float64 one (relative error 1.6e-3 vs 1.4e-4 at m = 65536). Both are far
-inside the time budget (< 1 s at m = 65536), so ``"svd"`` is the default. On an oversubscribed
-CPU (more runnable threads than cores) MKL's multi-threaded SVD degrades most: at m = 65536 on
-2 cores with one competing busy process, 1.25 s median (``"svd"``) vs 0.24 s (``"gram"``) vs
-0.18 s (``"svd"`` with ``torch.set_num_threads(1)``), against 0.11 s unloaded.
+``"auto"`` (default) takes ``"gram"`` for ``m >= GRAM_MIN_ROWS_PER_COLUMN · d`` and ``"svd"``
+below, and ``"svd"`` under ``torch.func`` transforms (the fused solver has no vmap rule).
+Accuracy: for float32 features the Gram matrix is accumulated from exact products in float64,
+so its eigenvectors carry the SVD's error ``eps/(σₖ − σₖ₊₁)`` rather than the squared
+``eps λ₁/(λₖ − λₖ₊₁)`` of a float32 ``GᵀG``; measured float32-vs-float64 gradient errors of the
+two solvers agree (docs/numerics.md, "Normalized cuts: solvers"). For float64 features the
+products are float64 too; the Gram route's error is then ``eps₆₄ λ₁/(λₖ − λₖ₊₁)``, below 1e-11
+for any gap the eigengap check lets through (``sqrt(eps₆₄)``).
 """
 
 from __future__ import annotations
@@ -32,12 +33,25 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from matbackprop.linalg import DegeneracyPolicy, eigh, svd
+from matbackprop.linalg import DegeneracyPolicy, svd
 
 from ._affinity import floor_degrees, lowrank_degrees
 
-Solver = Literal["svd", "gram"]
-SOLVER_CHOICES = ("svd", "gram")
+Solver = Literal["auto", "svd", "gram"]
+SOLVER_CHOICES = ("auto", "svd", "gram")
+
+#: ``"auto"`` takes the Gram solver from ``m >= 2d`` on (measured crossover: below, the SVD of
+#: the thin ``m × d`` matrix is as fast; see docs/numerics.md).
+GRAM_MIN_ROWS_PER_COLUMN = 2
+
+
+def choose_solver(solver: str, m: int, d: int) -> str:
+    """The solver ``"auto"`` stands for at ``m`` nodes and ``d`` features (host values only)."""
+    if solver != "auto":
+        return solver
+    if torch._C._are_functorch_transforms_active():
+        return "svd"
+    return "gram" if m >= GRAM_MIN_ROWS_PER_COLUMN * d else "svd"
 
 
 def lowrank_spectrum(
@@ -46,26 +60,15 @@ def lowrank_spectrum(
     *,
     degree_floor: float,
     degree_floor_abs: float | None,
-    solver: Solver,
     policy: DegeneracyPolicy | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Top-``K`` eigenpairs of ``D^-½ FFᵀ D^-½`` for non-negative ``features (B, m, d)``.
+    """Top-``K`` eigenpairs of ``D^-½ FFᵀ D^-½`` by the thin SVD, for ``features (B, m, d) >= 0``.
 
     Returns ``Z (B, m, K)`` and ``λ (B, K)`` (descending), the floored degrees ``(B, m)`` and
     the detached descending spectrum ``(B, min(m, d))`` (for the eigengap check).
     """
-    m, d = features.shape[-2:]
     degrees = floor_degrees(lowrank_degrees(features), degree_floor, degree_floor_abs)
     G = features * degrees.rsqrt().unsqueeze(-1)  # D^-½ F, (B, m, d)
-    if solver == "svd":
-        U, S, _ = svd(G, policy=policy, check=False)
-        lam = S * S  # (B, min(m, d)), descending
-        return U[..., :K], lam[..., :K], degrees, lam.detach()
-    # "gram": eigenpairs of the d × d matrix GᵀG (ascending), top K reversed.
-    lam_all, V = eigh(G.mT @ G, policy=policy, check=False)
-    top = torch.arange(d - 1, d - 1 - K, -1, device=features.device)
-    lam, V_K = lam_all[..., top], V[..., top]  # (B, K), (B, d, K)
-    tiny = torch.finfo(features.dtype).tiny
-    Z = (G @ V_K) * lam.clamp_min(tiny).rsqrt().unsqueeze(-2)
-    spectrum = lam_all.detach().flip(-1)[..., : min(m, d)].clamp_min(0.0)
-    return Z, lam, degrees, spectrum
+    U, S, _ = svd(G, policy=policy, check=False)
+    lam = S * S  # (B, min(m, d)), descending
+    return U[..., :K], lam[..., :K], degrees, lam.detach()

@@ -63,6 +63,7 @@ class NormalizedCuts(nn.Module):
         *,
         labels: Tensor | None = None,
         ignore_index: int | None = None,
+        num_segments: int | None = None,
     ) -> NCutsResult:
         """Embed ``x`` (features ``(B, m, d)`` or, for ``route="affinity"``, ``W (B, m, m)``).
 
@@ -77,6 +78,11 @@ class NormalizedCuts(nn.Module):
             Ground-truth labels, used only to infer ``k`` (see :func:`segment_counts`).
         ignore_index : int, optional
             Label not counted as a segment when inferring ``k``.
+        num_segments : int, optional
+            The number of label values (labels in ``[0, num_segments)``), known on the host:
+            ``Z`` gets ``min(num_segments, m, d)`` columns and ``k`` is inferred without a host
+            sync (pass the same value to :func:`~matbackprop.nn.functional.ncuts_loss`). With
+            ``check=False`` and ``check_eigengap=False`` the layer then makes none at all.
 
         Returns
         -------
@@ -89,7 +95,9 @@ class NormalizedCuts(nn.Module):
             does not have shape ``(B, m)`` or no ``k`` is available.
         """
         if k is None and labels is not None:
-            k = segment_counts(labels, ignore_index=ignore_index)
+            k = segment_counts(
+                labels, ignore_index, num_segments=num_segments, check=self.options.check
+            )
             x = require_tensor(x, "x")
             if x.ndim >= 2 and labels.shape != x.shape[:2]:
                 raise ValueError(
@@ -100,8 +108,8 @@ class NormalizedCuts(nn.Module):
             k = self.k
         if self.options.route == "affinity":
             graph = {name: getattr(self.options, name) for name in AFFINITY_OPTIONS}
-            return normalized_cuts_affinity(x, k, **graph)
-        return normalized_cuts(x, k, options=self.options)
+            return normalized_cuts_affinity(x, k, num_segments=num_segments, **graph)
+        return normalized_cuts(x, k, num_segments=num_segments, options=self.options)
 
     def extra_repr(self) -> str:
         return ", ".join([f"k={self.k}", *options_repr(self.options, first="route")])

@@ -53,9 +53,12 @@ class NCutsOptions(LayerOptions):
     degree_floor_abs : float, optional
         Absolute floor ``τ_abs > 0``; default: the dtype's smallest normal number (only prevents
         a division by zero).
-    solver : {"svd", "gram"}
-        Low-rank solver: thin SVD of ``G`` (default, accurate) or ``eigh`` of ``GᵀG``. Used by
-        the low-rank route only.
+    solver : {"auto", "svd", "gram"}
+        Low-rank solver (the low-rank route only), the same function and gradient either way:
+        ``"gram"``, the ``d × d`` matrix ``GᵀG`` accumulated and decomposed in float64 with a
+        fused streaming backward (no ``m × d`` temporaries; as accurate as the SVD for float32
+        features); ``"svd"``, the thin SVD of ``G = D̃^-½F``; ``"auto"`` (default), ``"gram"``
+        for ``m >= 2d`` and ``"svd"`` below it or under ``torch.func`` transforms.
     eigengap_rtol : float, optional
         Threshold of the eigengap check (``>= 0``), default ``sqrt(eps)`` of the dtype.
     check_eigengap : bool
@@ -80,7 +83,7 @@ class NCutsOptions(LayerOptions):
     nonneg: str = "relu"
     degree_floor: float = DEFAULT_DEGREE_FLOOR
     degree_floor_abs: float | None = None
-    solver: str = "svd"
+    solver: str = "auto"
     eigengap_rtol: float | None = None
     check_eigengap: bool = True
     strict: bool = False

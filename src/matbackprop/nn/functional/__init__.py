@@ -13,6 +13,12 @@ DeepNCuts (normalized cuts)
 Decoding a spectral embedding
     :func:`spectral_discretize`, :func:`decode_labels`, :func:`ncuts_hierarchy`,
     :func:`lift_labels`, :func:`kmeans`.
+Ultrametric contour maps (nested hierarchies of superpixels)
+    :func:`region_adjacency`, :func:`spectral_node_embedding`, :func:`pair_distances`,
+    :func:`agglomerate`, :func:`ucm2_from_heights`, :func:`quantize_levels`,
+    :func:`ultrametric_contour_map`, :func:`ucm2_segmentation`, :func:`ucm2_levels`.
+A local counterpart of the NCuts loss
+    :func:`pairwise_affinity_loss`.
 """
 
 from .._ncuts._affinity import gaussian_affinity
@@ -20,11 +26,24 @@ from .._ncuts._decode import decode_labels, lift_labels, ncuts_hierarchy, spectr
 from .._ncuts._kmeans import kmeans
 from .._ncuts._layer import normalized_cuts, normalized_cuts_affinity
 from .._ncuts._loss import ncuts_loss, ncuts_loss_dense, segment_counts
+from .._ncuts._pairwise_loss import pairwise_affinity_loss
+from .._ncuts._ucm import (
+    agglomerate,
+    pair_distances,
+    quantize_levels,
+    region_adjacency,
+    spectral_node_embedding,
+    ucm2_from_heights,
+    ucm2_levels,
+    ucm2_segmentation,
+    ultrametric_contour_map,
+)
 from .._pooling._functional import second_order_pooling
 from .._signed_power import signed_power
 from .._vectorize import symmetric_dim, unvectorize_symmetric, vectorize_symmetric
 
 __all__ = [
+    "agglomerate",
     "decode_labels",
     "gaussian_affinity",
     "kmeans",
@@ -34,11 +53,20 @@ __all__ = [
     "ncuts_loss_dense",
     "normalized_cuts",
     "normalized_cuts_affinity",
+    "pair_distances",
+    "pairwise_affinity_loss",
+    "quantize_levels",
+    "region_adjacency",
     "second_order_pooling",
     "segment_counts",
     "signed_power",
     "spectral_discretize",
+    "spectral_node_embedding",
     "symmetric_dim",
+    "ucm2_from_heights",
+    "ucm2_levels",
+    "ucm2_segmentation",
+    "ultrametric_contour_map",
     "unvectorize_symmetric",
     "vectorize_symmetric",
 ]

@@ -1,0 +1,5 @@
+"""``python -m matbackprop``: the same as the ``matbackprop`` command."""
+
+from matbackprop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,256 @@
+"""The Gram solver of the low-rank route: top-k eigenpairs of ``M = D̃^-½ ΦΦᵀ D̃^-½`` from the
+``d × d`` matrix ``C = GᵀG``, fused into a few streaming passes over the features.
+
+Notation: features ``F (m, d)`` per image, ``Φ = φ(F) >= 0`` (the ``nonneg`` map), column sums
+``c = Φᵀ1``, degrees ``δ = Φc`` (``= W1`` for ``W = ΦΦᵀ``), floored ``d̃ = max(δ, f)`` with
+``f = max(τ·mean(δ), τ_abs)``, ``s = d̃^-½``, ``G = diag(s) Φ`` and ``M = GGᵀ``.
+
+Forward
+-------
+``C = GᵀG = V Λ Vᵀ`` (``λ₁ >= … >= λ_d``, ``σ = √λ``), ``Z = G V_k Λ_k^-½``: the top-``k``
+eigenvectors of ``M`` are the left singular vectors of ``G``, obtained from the right ones.
+For float32 features ``C`` is accumulated in float64 from exact products of the float32 rows
+(a product of two float32 numbers is exact in float64), and decomposed in float64: then the only
+float32 rounding is that of ``G`` itself, whose effect on the eigenvectors,
+``eps (σᵢ + σⱼ)/(λᵢ − λⱼ) = eps/(σᵢ − σⱼ)``, is the SVD's. (Rounding ``C`` to float32 would add
+``eps λ₁/(λᵢ − λⱼ)``: the squared condition number the Gram route is known for.)
+
+Backward
+--------
+With ``H = GᵀZ̄`` (``d × k``) and ``H̃ = VᵀH``, first-order perturbation theory for the simple
+eigenpairs of ``M`` (``dzᵢ = Σ_{j≠i} uⱼuⱼᵀ dM zᵢ/(λᵢ − λⱼ)`` over *all* ``m`` eigenvectors,
+the ``m − d`` null vectors included, and ``dλᵢ = zᵢᵀ dM zᵢ``) gives
+``M̄ = W Zᵀ + Σᵢ λ̄ᵢ zᵢzᵢᵀ`` with::
+
+    W = (Z̄ + G V Ĉ) Λ_k⁻¹,   Ĉⱼᵢ = H̃ⱼᵢ/(λᵢ − λⱼ)  (j ≠ i),   Ĉᵢᵢ = −H̃ᵢᵢ/λᵢ
+
+(the projector onto the null space, ``(I − UUᵀ)/λᵢ``, combines with the range terms so that no
+``1/λⱼ`` of a small eigenvalue appears), and from ``dM = dG Gᵀ + G dGᵀ`` and ``ZᵀG = Λ_k^½V_kᵀ``::
+
+    Ḡ = (M̄ + M̄ᵀ) G = Y V_kᵀ + Z E,
+    Y = Z̄ Λ_k^-½ + G (V Ĉ Λ_k^-½),    E = Λ_k⁻¹ (Hᵀ + Ĉᵀ Λ Vᵀ) + 2 diag(λ̄) Λ_k^½ V_kᵀ.
+
+This is the SVD backward of Ionescu et al. (2015, Prop. 2) for the left singular vectors of
+``G``, written in the ``d × d`` basis. The couplings ``1/(λᵢ − λⱼ)`` follow the
+:class:`~matbackprop.linalg.DegeneracyPolicy` on the *singular values*, as
+:func:`matbackprop.linalg.svd` does: ``1/(λᵢ − λⱼ) = (1/(σᵢ − σⱼ) + 1/(σᵢ + σⱼ))/(2σᵢ)`` with
+only the first term regularised, so the two solvers are the same function with the same
+gradient, ties included. Then ``s̄ = rowsum(Ḡ ∘ Φ)``, the degrees' gradient (the loss's
+``d̃̄`` plus ``−½ s³ s̄``, through the floor as ``torch.maximum``/``clamp_min`` route it), and::
+
+    Φ̄ = s ∘ Ḡ + δ̄ cᵀ + 1 (Φᵀδ̄)ᵀ,        F̄ = φ′(F) ∘ Φ̄.
+
+Passes
+------
+Row blocks of ``F`` are streamed; ``φ`` is applied to each block on the fly, so neither ``Φ``
+nor ``G`` nor any other ``m × d`` temporary exists. Forward: column sums, degrees, ``C``, ``Z``
+(four reads of ``F``). Backward: ``H``; one product ``Φ [VĈΛ^-½ | V_k | Eᵀ]`` giving ``Y``,
+``s̄`` and ``Φᵀδ̄``; one product ``[sY | sZ | δ̄ | 1] [V_kᵀ; E; cᵀ; (Φᵀδ̄)ᵀ]`` written straight into
+``F̄`` (three reads of ``F``, one write of ``F̄``). Memory: ``F̄`` plus ``O(m k)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from matbackprop.linalg import DegeneracyPolicy
+
+from ._affinity import absolute_degree_floor, degree_floor_value, nonneg_backward_, nonneg_map
+
+#: Elements of ``F`` per streamed block (4 MiB in float32): large enough for efficient
+#: products, small enough to stay in cache-friendly temporaries.
+BLOCK_ELEMENTS = 1 << 20
+
+_DEFAULT_POLICY = DegeneracyPolicy()
+
+
+def _blocks(B: int, m: int, d: int) -> Iterator[tuple[slice, slice]]:
+    """``(images, rows)`` slices covering ``(B, m)``: the whole batch at once when it is small,
+    else one image at a time in row blocks of about :data:`BLOCK_ELEMENTS` entries."""
+    if B * m * d <= 2 * BLOCK_ELEMENTS:
+        yield slice(0, B), slice(0, m)
+        return
+    rows = max(1, BLOCK_ELEMENTS // d)
+    for b in range(B):
+        for start in range(0, m, rows):
+            yield slice(b, b + 1), slice(start, min(start + rows, m))
+
+
+def _resolved(policy: DegeneracyPolicy, dtype: torch.dtype) -> DegeneracyPolicy:
+    """``policy`` with the tolerances of ``dtype`` fixed, to apply to float64 quantities."""
+    return DegeneracyPolicy(
+        policy.mode, rtol=policy.resolved_rtol(dtype), broadening=policy.resolved_broadening(dtype)
+    )
+
+
+def _spectral_factors(lam: Tensor, K: int, policy: DegeneracyPolicy):
+    """``σ⁻¹`` of the top ``K`` (regularised) and the couplings ``1/(λᵢ − λⱼ)``, ``i < K``.
+
+    ``lam (B, d)`` descending, float64. Returns ``sigma_inv (B, K)`` and ``coupling (B, K, d)``
+    with a zero diagonal (the caller sets ``j = i`` itself).
+    """
+    sigma = lam.clamp_min(0).sqrt()  # (B, d)
+    smax = sigma[..., :1].unsqueeze(-1).clamp_min(torch.finfo(sigma.dtype).tiny)  # (B, 1, 1)
+    sigma_K = sigma[..., :K]
+    sigma_inv = policy.inverse_values(sigma_K.unsqueeze(-1), smax).squeeze(-1)  # (B, K)
+    a, b = sigma_K.unsqueeze(-1), sigma.unsqueeze(-2)  # (B, K, 1), (B, 1, d)
+    # 1/(λᵢ − λⱼ) = (1/(σᵢ − σⱼ) + 1/(σᵢ + σⱼ)) / (2σᵢ), the first factor regularised (svd)
+    diff_inv = policy.inverse_gaps(a - b, smax)
+    coupling = (diff_inv + 1.0 / (a + b).clamp_min(torch.finfo(sigma.dtype).tiny)) * (
+        0.5 * sigma_inv.unsqueeze(-1)
+    )
+    eye = torch.eye(K, lam.shape[-1], dtype=torch.bool, device=lam.device)
+    return sigma_inv, coupling.masked_fill(eye, 0.0)
+
+
+class _GramEigh(torch.autograd.Function):
+    """``F ↦ (Z, λ_k, d̃, spectrum)`` of the normalized low-rank affinity (module docstring)."""
+
+    @staticmethod
+    def forward(
+        F: Tensor,
+        K: int,
+        nonneg: str,
+        floor_rel: float,
+        floor_abs: float | None,
+        policy: DegeneracyPolicy,
+    ):
+        B, m, d = F.shape
+        dtype, acc = F.dtype, torch.float64
+        blocks = list(_blocks(B, m, d))
+        c = F.new_zeros(B, 1, d, dtype=acc)  # Φᵀ1, accumulated in float64
+        for ib, rows in blocks:
+            c[ib] += nonneg_map(F[ib, rows], nonneg).sum(-2, keepdim=True, dtype=acc)
+        c_w = c.to(dtype).mT  # (B, d, 1)
+        degrees = F.new_empty(B, m, 1)
+        for ib, rows in blocks:
+            torch.bmm(nonneg_map(F[ib, rows], nonneg), c_w[ib], out=degrees[ib, rows])
+        degrees = degrees.squeeze(-1)  # δ = Φc, (B, m)
+        floor = degree_floor_value(degrees, floor_rel, floor_abs)  # (B, 1)
+        floored = torch.maximum(degrees, floor)  # d̃
+        s = floored.rsqrt().unsqueeze(-1)  # (B, m, 1)
+        C = F.new_zeros(B, d, d, dtype=acc)  # GᵀG from exact products, in float64
+        for ib, rows in blocks:
+            G = (s[ib, rows] * nonneg_map(F[ib, rows], nonneg)).to(acc)
+            C[ib] += G.mT @ G
+        lam, V = torch.linalg.eigh(C)
+        lam, V = lam.flip(-1), V.flip(-1)  # descending
+        sigma_inv, _ = _spectral_factors(lam, K, _resolved(policy, dtype))
+        W0 = (V[..., :K] * sigma_inv.unsqueeze(-2)).to(dtype)  # V_k Λ_k^-½, (B, d, K)
+        Z = F.new_empty(B, m, K)
+        for ib, rows in blocks:
+            torch.bmm(nonneg_map(F[ib, rows], nonneg), W0[ib], out=Z[ib, rows])
+        Z.mul_(s)  # Z = G V_k Λ_k^-½
+        spectrum = lam[..., : min(m, d)].clamp_min(0).to(dtype)
+        return Z, lam[..., :K].to(dtype), floored, spectrum, degrees, floor, c, lam, V
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+        F, K, nonneg, floor_rel, floor_abs, policy = inputs
+        Z, _, floored, spectrum, degrees, floor, c, lam, V = output
+        ctx.K, ctx.nonneg, ctx.floor_rel = K, nonneg, floor_rel
+        ctx.floor_abs = absolute_degree_floor(F.dtype, floor_abs)
+        ctx.policy = policy
+        ctx.mark_non_differentiable(spectrum, degrees, floor, c, lam, V)
+        ctx.save_for_backward(F, Z, floored, degrees, floor, c, lam, V)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, Z_bar, lam_bar, floored_bar, *_unused):
+        F, Z, floored, degrees, floor, c, lam, V = ctx.saved_tensors
+        K, nonneg = ctx.K, ctx.nonneg
+        B, m, d = F.shape
+        dtype, acc = F.dtype, torch.float64
+        blocks = list(_blocks(B, m, d))
+        Z_bar = torch.zeros_like(Z) if Z_bar is None else Z_bar
+        lam_bar = Z.new_zeros(B, K) if lam_bar is None else lam_bar
+        floored_bar = torch.zeros_like(floored) if floored_bar is None else floored_bar
+        s = floored.rsqrt().unsqueeze(-1)  # (B, m, 1)
+        # H = GᵀZ̄ = Φᵀ(s∘Z̄): block products in the working dtype, accumulated in float64
+        H = F.new_zeros(B, d, K, dtype=acc)
+        for ib, rows in blocks:
+            H[ib] += (nonneg_map(F[ib, rows], nonneg).mT @ (s[ib, rows] * Z_bar[ib, rows])).to(acc)
+        # --- d × d algebra in float64
+        sigma_inv, coupling = _spectral_factors(lam, K, _resolved(ctx.policy, dtype))
+        lam_inv = sigma_inv * sigma_inv  # Λ_k⁻¹ (regularised), (B, K)
+        V_K = V[..., :K]
+        H_t = V.mT @ H  # H̃ = VᵀH, (B, d, K)
+        # Ĉⱼᵢ = H̃ⱼᵢ/(λᵢ − λⱼ) (j ≠ i), Ĉᵢᵢ = −H̃ᵢᵢ/λᵢ
+        C_hat = H_t * coupling.mT
+        diag = torch.diagonal(H_t[..., :K, :], dim1=-2, dim2=-1)  # H̃ᵢᵢ, (B, K)
+        C_hat[..., :K, :] += torch.diag_embed(-diag * lam_inv)
+        P1 = (V @ C_hat) * sigma_inv.unsqueeze(-2)  # V Ĉ Λ_k^-½, (B, d, K)
+        # E = Λ_k⁻¹(Hᵀ + ĈᵀΛVᵀ) + 2 diag(λ̄) Λ_k^½ V_kᵀ, (B, K, d)
+        sigma_K = lam[..., :K].clamp_min(0).sqrt()
+        E = lam_inv.unsqueeze(-1) * (H.mT + (C_hat.mT * lam.unsqueeze(-2)) @ V.mT)
+        E = E + (2 * lam_bar.to(acc) * sigma_K).unsqueeze(-1) * V_K.mT
+        # --- pass: Φ [P1 | V_k | Eᵀ] → Y, s̄, and the degree gradient's Φᵀ(·)
+        right = torch.cat([P1, V_K, E.mT], dim=-1).to(dtype)  # (B, d, 3K)
+        sigma_inv_w = sigma_inv.to(dtype).unsqueeze(-2)  # (B, 1, K)
+        # torch.maximum routes the gradient to the larger argument (half each on ties)
+        to_degree = torch.where(degrees > floor, 1.0, torch.where(degrees == floor, 0.5, 0.0)).to(
+            dtype
+        )  # (B, m)
+        Y = torch.empty_like(Z)
+        total = torch.empty_like(floored)  # ∂ℓ/∂d̃ including the path through s
+        c_bar = F.new_zeros(B, 1, d, dtype=acc)  # Φᵀ(∂ℓ/∂δ), without the floor's share
+        for ib, rows in blocks:
+            Phi = nonneg_map(F[ib, rows], nonneg)
+            Q = Phi @ right[ib]  # (b, r, 3K)
+            s_r = s[ib, rows]
+            Y_r = torch.addcmul(Z_bar[ib, rows] * sigma_inv_w[ib], s_r, Q[..., :K])
+            s_bar = (Y_r * Q[..., K : 2 * K]).sum(-1) + (Z[ib, rows] * Q[..., 2 * K :]).sum(-1)
+            # d̃ → s = d̃^-½: ∂s/∂d̃ = −½ s³
+            t = floored_bar[ib, rows] - 0.5 * s_bar * s_r.squeeze(-1) ** 3
+            Y[ib, rows], total[ib, rows] = Y_r, t
+            c_bar[ib] += ((t * to_degree[ib, rows]).unsqueeze(-2) @ Phi).to(acc)
+        # the floor f = max(τ·mean(δ), τ_abs) takes the rest; clamp_min passes at >= τ_abs
+        floor_share = (total * (1 - to_degree)).sum(-1, keepdim=True, dtype=acc)  # (B, 1)
+        passes = (ctx.floor_rel * degrees.mean(-1, keepdim=True).to(acc)) >= ctx.floor_abs
+        mean_bar = ctx.floor_rel * floor_share * passes / m  # (B, 1), per node of the mean
+        degree_bar = total * to_degree + mean_bar.to(dtype)  # ∂ℓ/∂δ, (B, m)
+        c_bar = c_bar + mean_bar.unsqueeze(-1) * c  # Φᵀδ̄, (B, 1, d)
+        # --- pass: F̄ = φ′(F) ∘ ([sY | sZ | δ̄ | 1] [V_kᵀ; E; cᵀ; (Φᵀδ̄)ᵀ])
+        right = torch.cat([V_K.mT, E, c, c_bar], dim=-2).to(dtype)  # (B, 2K + 2, d)
+        grad = torch.empty(B, m, d, dtype=dtype, device=F.device)
+        for ib, rows in blocks:
+            s_r = s[ib, rows]
+            left = torch.cat(
+                [
+                    s_r * Y[ib, rows],
+                    s_r * Z[ib, rows],
+                    degree_bar[ib, rows].unsqueeze(-1),
+                    torch.ones_like(s_r),
+                ],
+                dim=-1,
+            )
+            out = grad[ib, rows]
+            torch.bmm(left, right[ib], out=out)
+            nonneg_backward_(out, F[ib, rows], nonneg)
+        return grad, None, None, None, None, None
+
+
+def gram_spectrum(
+    features: Tensor,
+    K: int,
+    *,
+    nonneg: str,
+    degree_floor: float,
+    degree_floor_abs: float | None,
+    policy: DegeneracyPolicy | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Top-``K`` eigenpairs of ``D̃^-½ φ(F)φ(F)ᵀ D̃^-½`` for raw ``features (B, m, d)``.
+
+    ``φ`` (``nonneg``) is applied inside, block by block. Returns ``Z (B, m, K)`` and
+    ``λ (B, K)`` (descending), the floored degrees ``(B, m)`` and the detached descending
+    spectrum ``(B, min(m, d))``, as :func:`~._lowrank.lowrank_spectrum` does.
+    """
+    policy = _DEFAULT_POLICY if policy is None else policy
+    Z, lam, floored, spectrum, *_ = _GramEigh.apply(
+        features, K, nonneg, degree_floor, degree_floor_abs, policy
+    )
+    return Z, lam, floored, spectrum
