@@ -214,6 +214,34 @@ def test_export_then_load_reproduces_the_checkpoint_model(tmp_path):
             assert torch.equal(state[key], value), key
 
 
+def test_cli_export_from_a_run_folder(tmp_path, capsys):
+    """`matbackprop export` with a seed's run folder layout: run.json and metrics.json of
+    ``seed_0/`` are found from ``seed_0/deep_ncuts/last.pt``."""
+    from matbackprop.train import RunRecord
+
+    config = Config(feature_dim=8, hidden=8, k=4, superpixels=30)
+    trained = build_model(config, "deep_ncuts")
+    trained.head.fit_normalization(torch.randn(40, trained.encoder.out_dim))
+    seed = tmp_path / "ncuts_bsds" / "seed_0"
+    (seed / "deep_ncuts").mkdir(parents=True)
+    checkpoint = seed / "deep_ncuts" / "last.pt"
+    torch.save({"config": config_to_dict(config), "model": trained.state_dict()}, checkpoint)
+    RunRecord(task="ncuts", methods={"deep_ncuts": {"step": 1}}).save(seed / "run.json")
+    per_level = [0.1] * 99
+    per_level[29] = 0.6  # the ODS threshold is 30 / 100
+    RunRecord(task="ncuts", split="val", methods={"deep_ncuts": {
+        "covering_ods": 0.6, "covering_per_level": per_level}}).save(seed / "metrics.json")
+    code = main(["export", "ncuts", "--checkpoint", str(checkpoint), "--name", "mine",
+                 "--out", str(tmp_path / "w")])  # fmt: skip
+    assert code == 0 and "mine.pt" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "w" / "mine.json").read_text())
+    assert meta["evaluation_split"] == "val" and meta["scores"]["covering_ods"] == 0.6
+    assert meta["default_threshold"] == pytest.approx(0.30)
+    assert load_pretrained(tmp_path / "w" / "mine.json").pretrained_info.default_threshold == 0.3
+    code = main(["export", "ncuts", "--checkpoint", str(tmp_path / "none.pt"), "--name", "x"])
+    assert code == 2 and "none.pt" in capsys.readouterr().err
+
+
 def test_unknown_weights_name_lists_the_shipped_ones():
     with pytest.raises(ValueError, match="deepncuts-bsds500"):
         load_pretrained("no-such-weights")
