@@ -73,7 +73,7 @@ def find_images(inputs: Sequence[str | Path]) -> list[Path]:
 
     Examples
     --------
-    >>> import secrets
+    >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
     ...     for name in ("b.png", "a.JPG", "notes.txt"):
     ...         _ = (Path(d) / name).write_bytes(b"")
@@ -210,7 +210,7 @@ def segment_images(
 
     Examples
     --------
-    >>> import secrets
+    >>> import tempfile
     >>> from PIL import Image
     >>> from matbackprop.tasks import load_pretrained
     >>> model = load_pretrained()
