@@ -36,6 +36,10 @@ trained methods.
 Evaluation writes ``metrics.json`` (each method's metrics; the seconds of each piece),
 ``segmentations_<split>.png`` and, with ``save_segmentations``, ``<dir>/<method>/<id>.mat`` in
 the official BSDS format (``segs``: the levels coarse to fine as uint16, ``ucm2``).
+
+:func:`segment` (``SEGMENT_METHOD = "deep_ncuts"``) is the same pipeline on one image of any
+size for ``matbackprop segment`` and the shipped weights (``tasks/_pretrained.py``): nodes and
+descriptors at the image's resolution (or shrunk to ``max_size``), ucm2 and levels at full size.
 """
 
 from __future__ import annotations
