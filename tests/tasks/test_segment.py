@@ -229,8 +229,11 @@ def test_cli_export_from_a_run_folder(tmp_path, capsys):
     RunRecord(task="ncuts", methods={"deep_ncuts": {"step": 1}}).save(seed / "run.json")
     per_level = [0.1] * 99
     per_level[29] = 0.6  # the ODS threshold is 30 / 100
-    RunRecord(task="ncuts", split="val", methods={"deep_ncuts": {
-        "covering_ods": 0.6, "covering_per_level": per_level}}).save(seed / "metrics.json")
+    RunRecord(
+        task="ncuts",
+        split="val",
+        methods={"deep_ncuts": {"covering_ods": 0.6, "covering_per_level": per_level}},
+    ).save(seed / "metrics.json")
     code = main(["export", "ncuts", "--checkpoint", str(checkpoint), "--name", "mine",
                  "--out", str(tmp_path / "w")])  # fmt: skip
     assert code == 0 and "mine.pt" in capsys.readouterr().out
@@ -250,7 +253,18 @@ def test_unknown_weights_name_lists_the_shipped_ones():
 def test_cli_segment(photos, tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(
-        ["segment", str(photos), "--out", str(out), "--max-size", "40", "--threshold", "0.3"]
+        [
+            "segment",
+            str(photos),
+            "--out",
+            str(out),
+            "--max-size",
+            "40",
+            "--threshold",
+            "0.3",
+            "--device",
+            "cpu",
+        ]
     )
     assert code == 0
     assert "segmented 2 images" in capsys.readouterr().out
