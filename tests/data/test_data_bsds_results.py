@@ -47,3 +47,28 @@ def test_rejects_bad_input(tmp_path):
         save_bsds_result(tmp_path / "x.mat", ucm2=np.zeros((5, 5)), segs=[np.zeros((3, 3), int)])
     with pytest.raises(ValueError, match="integer"):
         save_bsds_result(tmp_path / "x.mat", segs=[np.zeros((2, 2))])
+
+def _whosmat(path) -> list[tuple[str, tuple[int, ...], str]]:
+    from scipy.io import whosmat
+
+    return sorted(whosmat(str(path)))
+
+
+@pytest.mark.needs_shared
+def test_same_layout_as_the_official_segs_and_ucm2_files(bsds_reference, tmp_path):
+    from scipy.io import loadmat
+
+    for name in ("2018", "3063"):
+        official = bsds_reference / "segs" / f"{name}.mat"
+        maps = [m for m in loadmat(str(official))["segs"].ravel()]
+        ours = save_bsds_result(tmp_path / f"{name}.mat", segs=maps)
+        assert _whosmat(ours) == _whosmat(official)  # ('segs', (1, L), 'cell')
+        back = load_bsds_result(ours)["segs"]
+        for mine, theirs in zip(back, maps, strict=True):
+            assert mine.dtype == theirs.dtype == np.uint16 and np.array_equal(mine, theirs)
+        ucm_file = bsds_reference / "ucm2" / f"{name}.mat"
+        ucm2 = loadmat(str(ucm_file))["ucm2"]
+        ours = save_bsds_result(tmp_path / f"u{name}.mat", ucm2=ucm2, segs=maps)
+        assert ("ucm2", ucm2.shape, "double") in _whosmat(ours)
+        assert _whosmat(ucm_file) == [("ucm2", ucm2.shape, "double")]
+        assert np.array_equal(load_bsds_result(ours)["ucm2"], ucm2)

@@ -1,8 +1,10 @@
 """Argument parsing and dispatch for the ``matbackprop`` command.
 
 Commands: ``run TASK`` (train, then evaluate, in the task's run folder), ``train TASK``,
-``eval TASK``, ``report``, and the shortcut commands that tasks register (``demo`` is
-``run demo``). Tasks come from the registry :data:`matbackprop.tasks.TASKS`; this module uses
+``eval TASK``, ``report``, ``segment`` (image files with the shipped weights or a checkpoint),
+``export TASK`` (a checkpoint as shipped weights), and the shortcut commands that tasks register
+(``demo`` is ``run demo``). Tasks come from the registry :data:`matbackprop.tasks.TASKS`; this
+module uses
 only the task interface (``Config``, ``PRESETS``, ``train``, ``evaluate``) and knows nothing
 else about them.
 
@@ -33,6 +35,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
     return value
 
 
@@ -133,6 +145,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(evaluate)
 
+    segment = sub.add_parser(
+        "segment",
+        help="segment image files (BSDS .mat, 16-bit label PNG, boundary overlay per image)",
+        description="Segment JPEG/PNG files with the shipped pretrained DeepNCuts weights (or a "
+        "checkpoint of `matbackprop train`). Per image in --out: <stem>.mat (BSDS `segs`: the "
+        "hierarchy coarse to fine at full resolution, and `ucm2` when the model builds one), "
+        "<stem>.png (the default level, 16-bit labels) and <stem>_overlay.png.",
+    )
+    segment.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="files, folders")
+    segment.add_argument(
+        "--out", type=Path, default=Path("segmentations"), help="output folder (./segmentations)"
+    )
+    source = segment.add_mutually_exclusive_group()
+    source.add_argument(
+        "--checkpoint", type=Path, default=None, help="a checkpoint `matbackprop train` wrote"
+    )
+    source.add_argument(
+        "--weights",
+        default="deepncuts-bsds500",
+        help="shipped weights name or exported .json (default: deepncuts-bsds500)",
+    )
+    segment.add_argument(
+        "--task", default="ncuts", choices=names, help="the task of --checkpoint (ncuts)"
+    )
+    segment.add_argument(
+        "--max-size",
+        type=_positive_int,
+        default=None,
+        help="long side the network sees (default: full resolution; outputs stay full size)",
+    )
+    segment.add_argument(
+        "--threshold",
+        type=_unit_float,
+        default=None,
+        metavar="T",
+        help="ucm2 threshold of the PNG/overlay level (default: the weights' validation ODS)",
+    )
+    segment.add_argument(
+        "--skip-bad", action="store_true", help="skip unreadable images and list them"
+    )
+    _add_common(segment)
+
+    export = sub.add_parser(
+        "export",
+        help="turn a training checkpoint into shipped pretrained weights (.pt delta + .json)",
+        description="Write NAME.pt (only the tensors that differ from the ImageNet backbone) and "
+        "NAME.json (config, commands, validation scores) for `matbackprop segment --weights`.",
+    )
+    export.add_argument("task", choices=names, help=tasks_help)
+    export.add_argument("--checkpoint", type=Path, required=True)
+    export.add_argument("--name", required=True, help="e.g. deepncuts-bsds500")
+    export.add_argument(
+        "--metrics", type=Path, default=None, help="metrics.json of `eval` (validation scores)"
+    )
+    export.add_argument(
+        "--out", type=Path, default=None, help="folder (default: the package's pretrained/)"
+    )
+    export.add_argument("--provisional", action="store_true", help="mark as a stand-in")
+    export.add_argument("--note", default="", help="free text kept in the metadata")
+    export.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+
     report = sub.add_parser("report", help="write a Markdown report from run outputs")
     report.add_argument("metrics", type=Path, nargs="+", help="metrics.json files of runs")
     report.add_argument("--output", type=Path, required=True, help="the Markdown file to write")
@@ -183,7 +256,49 @@ def _task_config(task, args: argparse.Namespace):
     return apply_overrides(base, _overrides(task, args))
 
 
+def _segment(args: argparse.Namespace) -> int:
+    from matbackprop.tasks import load_pretrained, load_trained, segment_images
+    from matbackprop.train import resolve_device
+
+    device = resolve_device(args.device or "auto")
+    if args.checkpoint is not None:
+        model = load_trained(args.checkpoint, args.task, device=device)
+    else:
+        model = load_pretrained(args.weights, device=device)
+    summary = segment_images(
+        model,
+        args.inputs,
+        args.out,
+        threshold=args.threshold,
+        max_size=args.max_size,
+        skip_bad=args.skip_bad,
+    )
+    print(summary.line(args.out))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from matbackprop.tasks import export_pretrained
+
+    extra = {} if args.out is None else {"out_dir": args.out}
+    path = export_pretrained(
+        args.task,
+        args.checkpoint,
+        args.name,
+        metrics=args.metrics,
+        provisional=args.provisional,
+        note=args.note,
+        **extra,
+    )
+    print(f"wrote {path} and {path.with_suffix('.pt')}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "segment":
+        return _segment(args)
+    if args.command == "export":
+        return _export(args)
     if args.command == "report":
         from ._report import write_report
 

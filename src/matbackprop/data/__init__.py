@@ -8,6 +8,8 @@ other matbackprop floor but the errors).
 - training items: :class:`NodeLabelItems` (image, node index, one annotator's node labels) and
   :class:`RegionItems` with :func:`collate_regions`; :func:`collate_columns`,
   :func:`draw_holdout`;
+- result files: :func:`save_bsds_result` / :func:`load_bsds_result` (the official ``segs`` /
+  ``ucm2`` ``.mat`` format the BSDS benchmark reads);
 - transforms: resizing images and label maps in step (input normalization belongs to each
   backbone, :class:`matbackprop.models.ImageNormalization`).
 
@@ -81,6 +83,7 @@ __all__ = [
     "keep_aspect_size",
     "load_bsds_result",
     "label_boundaries",
+    "load_bsds_result",
     "lift_grid_labels",
     "lift_to_pixels",
     "majority_labels",

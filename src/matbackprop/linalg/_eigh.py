@@ -25,6 +25,7 @@ from matbackprop.validation import check_symmetric_matrix
 
 from ._policy import DEFAULT_POLICY, DegeneracyPolicy, spectral_scale
 from ._solver import symmetric_eigh
+from ._traceable import without_jvp
 
 
 class EighResult(NamedTuple):
@@ -98,6 +99,9 @@ class _Eigh(torch.autograd.Function):
         d_lam = torch.diagonal(dA_tilde, dim1=-2, dim2=-1)
         d_U = U @ (eigh_coupling(lam, ctx.policy) * dA_tilde)
         return d_lam, d_U
+
+
+_EighTraced = without_jvp(_Eigh)  # applied under torch.compile
 
 
 def eigh(A: Tensor, *, policy: DegeneracyPolicy | None = None, check: bool = True) -> EighResult:
@@ -175,4 +179,4 @@ def eigh(A: Tensor, *, policy: DegeneracyPolicy | None = None, check: bool = Tru
         policy = DEFAULT_POLICY
     elif not isinstance(policy, DegeneracyPolicy):
         raise ValueError(f"`policy` must be a DegeneracyPolicy, got {type(policy).__name__}")
-    return EighResult(*_Eigh.apply(A, policy))
+    return EighResult(*(_EighTraced if torch.compiler.is_compiling() else _Eigh).apply(A, policy))

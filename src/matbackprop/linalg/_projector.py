@@ -18,6 +18,7 @@ from torch import Tensor
 from matbackprop.validation import check_finite, check_float_dtype, check_matrix, require_tensor
 
 from ._eigh import sym
+from ._traceable import without_jvp
 
 
 def _pinv_T_times(Q: Tensor, R: Tensor, W: Tensor) -> Tensor:
@@ -55,6 +56,9 @@ class _Projector(torch.autograd.Function):
         B = dA @ dA_pinv
         B = B - Q @ (Q.mT @ B)
         return B + B.mT, torch.zeros_like(Q), torch.zeros_like(R)
+
+
+_ProjectorTraced = without_jvp(_Projector)  # applied under torch.compile
 
 
 def projector(A: Tensor, *, rtol: float | None = None, check: bool = True) -> Tensor:
@@ -105,7 +109,7 @@ def projector(A: Tensor, *, rtol: float | None = None, check: bool = True) -> Te
                 f"`A` must have at least as many rows as columns, got shape {tuple(A.shape)}"
             )
         check_finite(A, "A")
-    Pi, Q, R = _Projector.apply(A)
+    Pi, Q, R = (_ProjectorTraced if torch.compiler.is_compiling() else _Projector).apply(A)
     if check:
         diag = torch.diagonal(R, dim1=-2, dim2=-1).abs()
         tol = (1e3 * torch.finfo(A.dtype).eps if rtol is None else rtol) * diag.amax(

@@ -3,7 +3,8 @@
 On CPU, LAPACK's ``syevd`` runs one matrix at a time and threads poorly for small matrices, so
 a large batch is split into contiguous chunks solved on a thread pool (PyTorch releases the GIL
 inside ``torch.linalg.eigh``), each worker running LAPACK single-threaded. On accelerators, and
-inside ``torch.func`` transforms (whose state is thread-local), a single batched call is made.
+inside ``torch.func`` transforms (whose state is thread-local) and under ``torch.compile``, a single
+batched call is made.
 
 Thread state
 ------------
@@ -97,6 +98,10 @@ def symmetric_eigh(A: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _symmetric_eigh(A: Tensor) -> tuple[Tensor, Tensor]:
+    if torch.compiler.is_compiling():
+        # torch.compile traces one batched call (a thread pool cannot be traced; without this
+        # check, ``torch.get_num_threads`` breaks the graph): see docs/compile.md
+        return torch.linalg.eigh(A)
     n = A.shape[-1]
     batch = A.shape[:-2]
     count = 1

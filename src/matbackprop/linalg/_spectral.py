@@ -58,6 +58,7 @@ from ._divided_differences import (
 )
 from ._eigh import sym
 from ._solver import symmetric_eigh
+from ._traceable import without_jvp
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,9 @@ class _FrechetAdjoint(torch.autograd.Function):
         return out, torch.zeros_like(P)
 
 
+_FrechetAdjointTraced = without_jvp(_FrechetAdjoint)  # applied under torch.compile
+
+
 class _SpectralFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
@@ -255,7 +259,9 @@ class _SpectralFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_Y: Tensor, _g_mu: Any, _g_U: Any):
         A, mu, U = ctx.saved_tensors
-        grad_A, _ = _FrechetAdjoint.apply(A, grad_Y, U, mu, ctx.fn, ctx.rtol)
+        grad_A, _ = (
+            _FrechetAdjointTraced if torch.compiler.is_compiling() else _FrechetAdjoint
+        ).apply(A, grad_Y, U, mu, ctx.fn, ctx.rtol)
         return grad_A, None, None
 
     @staticmethod
@@ -263,6 +269,9 @@ class _SpectralFunction(torch.autograd.Function):
         mu, U = ctx.saved_tensors
         P, _ = first_divided_differences(mu, ctx.fn, ctx.rtol)
         return daleckii_krein(U, P, dA), torch.zeros_like(mu), torch.zeros_like(U)
+
+
+_SpectralFunctionTraced = without_jvp(_SpectralFunction)  # applied under torch.compile
 
 
 _REMEDY = "Regularize with eps=... (A + eps*I) or clamp eigenvalues with clamp=..."
@@ -287,7 +296,9 @@ def apply_spectral_function(
             check_symmetric_matrix(A.to(opts.compute_dtype), "A", check=True)
     out_dtype = A.dtype
     work = A if opts.compute_dtype is None else A.to(opts.compute_dtype)
-    Y, mu, _ = _SpectralFunction.apply(work, fn, opts)
+    Y, mu, _ = (
+        _SpectralFunctionTraced if torch.compiler.is_compiling() else _SpectralFunction
+    ).apply(work, fn, opts)
     if check and fn.domain != DOMAIN_ANY:
         effective = mu if opts.clamp is None else mu.clamp_min(opts.clamp)
         if fn.domain == DOMAIN_PD:

@@ -37,6 +37,7 @@ from matbackprop.validation import (
 )
 
 from ._policy import DEFAULT_POLICY, DegeneracyPolicy
+from ._traceable import without_jvp
 
 
 class SVDResult(NamedTuple):
@@ -172,6 +173,9 @@ class _SVD(torch.autograd.Function):
         return dU, dS, dV.mT
 
 
+_SVDTraced = without_jvp(_SVD)  # applied under torch.compile
+
+
 def svd(
     A: Tensor,
     full_matrices: bool = False,
@@ -253,4 +257,6 @@ def svd(
         policy = DEFAULT_POLICY
     elif not isinstance(policy, DegeneracyPolicy):
         raise ValueError(f"`policy` must be a DegeneracyPolicy, got {type(policy).__name__}")
-    return SVDResult(*_SVD.apply(A, full_matrices, policy))
+    return SVDResult(
+        *(_SVDTraced if torch.compiler.is_compiling() else _SVD).apply(A, full_matrices, policy)
+    )

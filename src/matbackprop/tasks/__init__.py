@@ -36,6 +36,24 @@ Several seeds (``train.seeds = [0, 1, 2]``, ``--seeds 0,1,2``): a task writes ``
 
 The ``matbackprop`` command finds tasks in :data:`TASKS` by name and uses nothing but the
 parts above. To add a task, add a module with these parts and one entry to :data:`TASKS`.
+
+Tasks whose models segment images also provide (optional; ``matbackprop segment`` and the
+shipped weights use them):
+
+``SEGMENT_METHOD``
+    The method whose model segments images (e.g. ``"deep_ncuts"``).
+``segment(config, model, image) -> Segmentation``
+    The hierarchy of one RGB image ``(3, H, W)`` at its full resolution, with the preprocessing
+    of ``config``.
+
+Pretrained models and segmenting files (imported on first use):
+
+- :func:`load_pretrained` -- weights shipped in the package (``"deepncuts-bsds500"``), rebuilt
+  on the ImageNet backbone; :func:`load_trained` -- any checkpoint ``train`` wrote;
+  :func:`available_pretrained`; :func:`export_pretrained` makes an entry from a run;
+- :func:`segment_image` -- one image tensor to a :class:`Segmentation` (levels coarse to fine,
+  full resolution); :func:`segment_images` -- files and folders to BSDS ``.mat``, 16-bit label
+  PNG and boundary overlay (``matbackprop segment``).
 """
 
 from __future__ import annotations
@@ -46,7 +64,43 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-__all__ = ["TASKS", "Task", "TaskInfo", "get_task"]
+__all__ = [
+    "TASKS",
+    "PretrainedInfo",
+    "Segmentation",
+    "SegmentSummary",
+    "Task",
+    "TaskInfo",
+    "available_pretrained",
+    "export_pretrained",
+    "find_images",
+    "get_task",
+    "load_pretrained",
+    "load_trained",
+    "segment_image",
+    "segment_images",
+]
+
+# public name -> the private module that defines it (imported on first use, so that
+# ``import matbackprop.tasks`` stays light)
+_LAZY = {
+    "PretrainedInfo": "_pretrained",
+    "available_pretrained": "_pretrained",
+    "export_pretrained": "_pretrained",
+    "load_pretrained": "_pretrained",
+    "load_trained": "_pretrained",
+    "Segmentation": "_segmentation",
+    "SegmentSummary": "_segment_images",
+    "find_images": "_segment_images",
+    "segment_image": "_segment_images",
+    "segment_images": "_segment_images",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)

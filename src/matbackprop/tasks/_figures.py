@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "boundary_overlay",
     "colorize",
     "readable_region_items",
     "save_region_figure",
@@ -46,6 +47,23 @@ def colorize(labels: Tensor, image: Tensor | None = None) -> np.ndarray:
     edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
     rgb[edge] = 255
     return rgb.clip(0, 255).astype(np.uint8)
+
+
+def boundary_overlay(
+    image: Tensor, labels: Tensor, color: tuple[int, int, int] = (255, 230, 0)
+) -> np.ndarray:
+    """``(H, W, 3)`` uint8: the image ``(3, H, W)`` in ``[0, 1]`` with the boundaries of the label
+    map ``(H, W)`` painted in ``color`` (the pixels on both sides of every label change)."""
+    lab = labels.cpu().numpy()
+    rgb = (255 * image.permute(1, 2, 0).clamp(0, 1).cpu().numpy() + 0.5).astype(np.uint8)
+    down, right = lab[:-1] != lab[1:], lab[:, :-1] != lab[:, 1:]
+    edge = np.zeros(lab.shape, dtype=bool)
+    edge[:-1] |= down
+    edge[1:] |= down
+    edge[:, :-1] |= right
+    edge[:, 1:] |= right
+    rgb[edge] = color
+    return rgb
 
 
 def save_segmentation_figure(

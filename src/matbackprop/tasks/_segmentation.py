@@ -5,8 +5,10 @@
   (:func:`benchmark_entry`: the metrics of one method over images);
 - :func:`tune_classic`: the classic baseline's bandwidths, grid-searched on training images
   (:func:`tune_and_save_classic` / :func:`read_classic`: into and from the run folder);
-- :func:`ods_level`, :func:`level_like_ground_truth`: which hierarchy level a picture shows;
-- :func:`quiet_eigengaps`: eigengap warnings silenced inside a block only.
+- :func:`ods_level`, :func:`ods_threshold`, :func:`level_like_ground_truth`: which hierarchy
+  level a picture shows;
+- :func:`quiet_eigengaps`: eigengap warnings silenced inside a block only;
+- :class:`Segmentation`: what a task's ``segment`` returns (``matbackprop segment``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,35 @@ from matbackprop.nn import EigengapWarning
 from matbackprop.train import TrainConfig, Trainer
 
 Segmenter = Callable[[Tensor, Tensor], list[Tensor]]  # (image, node index) -> hierarchy
+
+
+@dataclass
+class Segmentation:
+    """One image segmented by a task's ``segment``, at the image's full resolution.
+
+    Attributes
+    ----------
+    levels : list of Tensor
+        ``(H, W)`` int64 label maps, coarse to fine (the BSDS ``segs`` cell).
+    thresholds : list of float
+        The ``ucm2`` threshold of each level (decreasing): level ``j`` is the map of the
+        regions left when every boundary of strength ``<= thresholds[j]`` is removed.
+    ucm2 : Tensor, optional
+        ``(2H + 1, 2W + 1)`` ultrametric contour map in ``[0, 1]``, for models that build one.
+    """
+
+    levels: list[Tensor]
+    thresholds: list[float]
+    ucm2: Tensor | None = None
+
+    def level_at(self, threshold: float | None) -> int:
+        """Index of the level the ``ucm2`` gives at ``threshold`` (the benchmark's cut
+        ``ucm2 > threshold``: the level with the largest threshold ``<= threshold``, the
+        finest if none is); the middle level for ``None``."""
+        if threshold is None:
+            return len(self.levels) // 2
+        below = [j for j, t in enumerate(self.thresholds) if t <= threshold]
+        return below[0] if below else len(self.levels) - 1
 
 
 @contextmanager
@@ -271,6 +303,13 @@ def ods_level(entry: dict) -> int:
     """Index of the hierarchy level with the best dataset covering (the ODS level)."""
     per_level = entry["covering_per_level"]
     return max(range(len(per_level)), key=per_level.__getitem__)
+
+
+def ods_threshold(entry: dict) -> float:
+    """The ``ucm2`` threshold of the ODS level of a ucm benchmark entry (``covering_per_level``
+    over the benchmark's thresholds ``t_i = i / (n + 1)``, ``i = 1 .. n``)."""
+    per_level = entry["covering_per_level"]
+    return (ods_level(entry) + 1) / (len(per_level) + 1)
 
 
 def level_like_ground_truth(levels: list[Tensor], ground_truth: Tensor) -> Tensor:

@@ -36,6 +36,10 @@ trained methods.
 Evaluation writes ``metrics.json`` (each method's metrics; the seconds of each piece),
 ``segmentations_<split>.png`` and, with ``save_segmentations``, ``<dir>/<method>/<id>.mat`` in
 the official BSDS format (``segs``: the levels coarse to fine as uint16, ``ucm2``).
+
+:func:`segment` (``SEGMENT_METHOD = "deep_ncuts"``) is the same pipeline on one image of any
+size for ``matbackprop segment`` and the shipped weights (``tasks/_pretrained.py``): nodes and
+descriptors at the image's resolution (or shrunk to ``max_size``), ucm2 and levels at full size.
 """
 
 from __future__ import annotations
@@ -50,7 +54,16 @@ from typing import Annotated, Any
 import torch
 from tqdm import tqdm
 
-from matbackprop.data import BSDS500, NodeSpec, collate_list, default_bsds_root, save_bsds_result
+from matbackprop.data import (
+    BSDS500,
+    NodeSpec,
+    collate_list,
+    default_bsds_root,
+    keep_aspect_size,
+    resize_image,
+    resize_labels,
+    save_bsds_result,
+)
 from matbackprop.errors import ConfigError
 from matbackprop.models import (
     ClassicLabNCuts,
@@ -86,7 +99,7 @@ from ._runs import (
     save_training_record,
     train_over_seeds,
 )
-from ._segmentation import benchmark_entry, quiet_eigengaps
+from ._segmentation import Segmentation, benchmark_entry, ods_threshold, quiet_eigengaps
 from ._ucm_benchmark import UCMBenchmark
 
 DESCRIPTION = (
@@ -94,6 +107,8 @@ DESCRIPTION = (
 )
 METHODS = ("classic_ncuts", "frozen_feature_ncuts", "local_loss", "deep_ncuts")
 TRAINED = ("local_loss", "deep_ncuts")
+#: The method ``matbackprop segment`` and the shipped weights use (see :func:`segment`).
+SEGMENT_METHOD = "deep_ncuts"
 PRESETS: dict[str, tuple[str, ...]] = {
     "quick": (
         "train_images=8",
@@ -470,7 +485,7 @@ def evaluate(
             [s.image for s in images.samples[: config.figure_images]],
             [s.segmentations[0] for s in images.samples[: config.figure_images]],
             shown,
-            {m: _ods_threshold(metrics[m]) for m in shown},
+            {m: ods_threshold(metrics[m]) for m in shown},
         )
         return save_evaluation_record(
             "ncuts",
@@ -492,13 +507,6 @@ def evaluate(
         )
 
 
-def _ods_threshold(entry: dict) -> float:
-    """The ucm2 threshold of the ODS level (the benchmark's ``t = i / (n + 1)``)."""
-    per_level = entry["covering_per_level"]
-    best = max(range(len(per_level)), key=per_level.__getitem__)
-    return (best + 1) / (len(per_level) + 1)
-
-
 def _save_results(folder: Path, names: list[str], ucms: list[torch.Tensor]) -> None:
     """``<folder>/<id>.mat``: ``segs`` (the levels, coarse to fine) and ``ucm2`` (official)."""
     from matbackprop.nn.functional import ucm2_levels
@@ -506,3 +514,34 @@ def _save_results(folder: Path, names: list[str], ucms: list[torch.Tensor]) -> N
     for name, u in zip(names, ucms, strict=True):
         _, levels = ucm2_levels(u)
         save_bsds_result(folder / f"{name}.mat", segs=levels, ucm2=u)
+
+
+# --------------------------------------------------------------------------------------------
+# segment (``matbackprop segment``, shipped weights)
+# --------------------------------------------------------------------------------------------
+
+
+def segment(
+    config: Config, model: HypercolumnNCuts, image: torch.Tensor, *, max_size: int | None = None
+) -> Segmentation:
+    """The hierarchy of one RGB image ``(3, H, W)`` in ``[0, 1]`` at its full resolution.
+
+    As the evaluation computes it: SLIC nodes (``config.nodes``) and their descriptors at the
+    image's resolution, the NCuts embedding and :class:`~matbackprop.models.UCMDecoder`. With
+    ``max_size``, an image whose long side is larger is shrunk to it for the nodes and the
+    network, and the node map is enlarged back (nearest) before decoding, so the ucm2 and the
+    levels are still at ``(H, W)``.
+    """
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    small = image
+    if max_size is not None and max(height, width) > max_size:
+        small = resize_image(image, keep_aspect_size(height, width, max_side=max_size))
+        small = small.clamp_(0.0, 1.0)
+    index = config.nodes.node_index(small.cpu())
+    device = next(model.parameters()).device
+    with torch.no_grad(), quiet_eigengaps():
+        features = model.node_features(small.to(device), index.to(device))
+        if small is not image:
+            index = resize_labels(index, (height, width))
+        hierarchy = model.hierarchy_from_features(features, index)
+    return Segmentation(hierarchy.levels, hierarchy.thresholds, hierarchy.ucm2)

@@ -11,6 +11,8 @@ One trainer serves every task. The pieces, in the order a training script uses t
   :func:`get_world_size`;
 - loop: :class:`Trainer` (``Trainer(config, model, dataset, loss_fn).fit(resume=...)``);
 - checkpoints: :func:`atomic_save`, :func:`load_checkpoint`, :func:`load_model_weights`;
+  weight deltas against a pretrained base (shipped weights): :func:`weight_delta`,
+  :func:`save_weight_delta`, :func:`apply_weight_delta`;
 - records: :class:`RunRecord` (the one schema of ``run.json`` / ``metrics.json``: commands,
   environment, config, metrics, wall times, figures), :class:`CommandRecord`,
   :func:`recording`, :func:`environment`;
@@ -61,6 +63,7 @@ from matbackprop.train._rng import capture_rng_state, restore_rng_state, seed_ev
 from matbackprop.train._step import move_to_device, resolve_total_steps, unwrap_model
 from matbackprop.train._train_config import OptimConfig, ScheduleConfig, TrainConfig
 from matbackprop.train._trainer import Trainer
+from matbackprop.train._weights import apply_weight_delta, save_weight_delta, weight_delta
 
 __all__ = [
     "Check",
@@ -77,6 +80,7 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "apply_overrides",
+    "apply_weight_delta",
     "atomic_save",
     "build_optimizer",
     "capture_rng_state",
@@ -97,7 +101,9 @@ __all__ = [
     "resolve_total_steps",
     "restore_rng_state",
     "save_config",
+    "save_weight_delta",
     "seed_everything",
     "unwrap_model",
     "validate_fields",
+    "weight_delta",
 ]

@@ -415,25 +415,21 @@ def ucm2_segmentation(ucm2: Tensor, threshold: float) -> Tensor:
     if ucm2.ndim != 2 or ucm2.shape[0] % 2 == 0 or ucm2.shape[1] % 2 == 0:
         raise ValueError(f"`ucm2` must have shape (2H+1, 2W+1), got {tuple(ucm2.shape)}")
     H, W = (ucm2.shape[0] - 1) // 2, (ucm2.shape[1] - 1) // 2
-    u = ucm2.detach().cpu()
-    label = torch.arange(H * W).reshape(H, W)
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    u = ucm2.detach().cpu().numpy()
+    label = np.arange(H * W).reshape(H, W)
     join_h = u[1:-1:2, 2:-1:2] <= threshold  # (H, W-1)
     join_v = u[2:-1:2, 1:-1:2] <= threshold  # (H-1, W)
-    # label propagation by min over joined neighbours until stable (pointer jumping)
-    flat = label.reshape(-1).clone()
-    src = torch.cat([label[:, :-1][join_h], label[:-1, :][join_v]])
-    dst = torch.cat([label[:, 1:][join_h], label[1:, :][join_v]])
-    while True:
-        m = torch.minimum(flat[src], flat[dst])
-        new = flat.clone()
-        new.scatter_reduce_(0, src, m, "amin")
-        new.scatter_reduce_(0, dst, m, "amin")
-        new = new[new]  # pointer jumping
-        if torch.equal(new, flat):
-            break
-        flat = new
-    _, out = torch.unique(flat, return_inverse=True)
-    return out.reshape(H, W)
+    src = np.concatenate([label[:, :-1][join_h], label[:-1, :][join_v]])
+    dst = np.concatenate([label[:, 1:][join_h], label[1:, :][join_v]])
+    graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(H * W, H * W))
+    # one linear-time graph search; components are numbered in the order of their first pixel
+    # (row-major), the same labels as propagating the minimum pixel index
+    _, components = connected_components(graph, directed=False)
+    return torch.from_numpy(components.astype(np.int64)).reshape(H, W)
 
 
 def ucm2_levels(ucm2: Tensor) -> tuple[list[float], list[Tensor]]:
