@@ -62,7 +62,18 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # the lazy names below, for type checkers and the API reference
+    from ._pretrained import (
+        PretrainedInfo,
+        available_pretrained,
+        export_pretrained,
+        load_pretrained,
+        load_trained,
+    )
+    from ._segment_images import SegmentSummary, find_images, segment_image, segment_images
+    from ._segmentation import Segmentation
 
 __all__ = [
     "TASKS",
@@ -159,7 +170,7 @@ class Task(Protocol):
     Config: type
     PRESETS: dict[str, tuple[str, ...]]
 
-    def build_model(self, config: Any, method: str) -> Any: ...
+    def build_model(self, config: Any, method: str, *, pretrained: bool = True) -> Any: ...
 
     def train_data(self, config: Any) -> Any: ...
 

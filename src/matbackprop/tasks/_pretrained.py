@@ -194,7 +194,7 @@ def export_pretrained(
     state = load_checkpoint(checkpoint)
     if not isinstance(state.get("config"), dict) or "model" not in state:
         raise DataFileError(checkpoint, "not a checkpoint of `matbackprop train` (no config)")
-    config = config_from_dict(task.Config, state["config"])
+    config: Any = config_from_dict(task.Config, state["config"])
     base = task.build_model(config, method).state_dict()
     run_folder = _run_folder(checkpoint)
     if metrics is None and (run_folder / "metrics.json").is_file():
@@ -297,7 +297,7 @@ def load_pretrained(
     if meta.get("format") != METADATA_FORMAT:
         raise DataFileError(path, f"not a {METADATA_FORMAT} file")
     task = get_task(meta["task"])
-    config = config_from_dict(task.Config, meta["config"])
+    config: Any = config_from_dict(task.Config, meta["config"])
     model = task.build_model(config, meta["method"])
     apply_weight_delta(model, path.with_name(meta["weights"]["file"]))
     model.pretrained_info = PretrainedInfo(
@@ -338,7 +338,7 @@ def load_trained(
     state = load_checkpoint(checkpoint)
     if not isinstance(state.get("config"), dict) or "model" not in state:
         raise DataFileError(checkpoint, "not a checkpoint of `matbackprop train` (no config)")
-    config = config_from_dict(task.Config, state["config"])
+    config: Any = config_from_dict(task.Config, state["config"])
     method = getattr(task, "SEGMENT_METHOD", task.METHODS[-1])
     model = task.build_model(config, method, pretrained=False)
     try:
