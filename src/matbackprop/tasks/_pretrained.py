@@ -73,6 +73,13 @@ class PretrainedInfo:
         The ``ucm2`` threshold of the level shown by default (the validation ODS), if known.
     metadata : dict
         The whole JSON sidecar (commands, scores, ``provisional``), or ``{}``.
+
+    Examples
+    --------
+    >>> from matbackprop.tasks import PretrainedInfo
+    >>> info = PretrainedInfo("deepncuts-bsds500", "ncuts", "deep_ncuts", None, 0.5)
+    >>> info.method, info.default_threshold, info.metadata
+    ('deep_ncuts', 0.5, {})
     """
 
     name: str

@@ -42,7 +42,16 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 @dataclass
 class SegmentSummary:
-    """What :func:`segment_images` did: outputs per image, skipped files, wall time."""
+    """What :func:`segment_images` did: outputs per image, skipped files, wall time.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from matbackprop.tasks import SegmentSummary
+    >>> summary = SegmentSummary({"a.jpg": [Path("out/a.mat")]}, seconds=2.0)
+    >>> summary.line(Path("out"))
+    'segmented 1 image in 2.0 s, 2.00 s/image -> out'
+    """
 
     written: dict[str, list[Path]] = field(default_factory=dict)
     skipped: list[tuple[Path, str]] = field(default_factory=list)

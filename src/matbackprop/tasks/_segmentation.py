@@ -50,6 +50,15 @@ class Segmentation:
         regions left when every boundary of strength ``<= thresholds[j]`` is removed.
     ucm2 : Tensor, optional
         ``(2H + 1, 2W + 1)`` ultrametric contour map in ``[0, 1]``, for models that build one.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from matbackprop.tasks import Segmentation
+    >>> coarse, fine = torch.zeros(2, 3, dtype=torch.long), torch.tensor([[0, 0, 1], [0, 0, 1]])
+    >>> seg = Segmentation(levels=[coarse, fine], thresholds=[0.8, 0.3])
+    >>> seg.level_at(0.5), seg.level_at(0.9)
+    (1, 0)
     """
 
     levels: list[Tensor]
