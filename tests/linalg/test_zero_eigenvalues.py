@@ -166,3 +166,17 @@ def test_sqrtm_of_rank_deficient_gram_matches_scipy(dtype):
     eps = float(torch.finfo(dtype).eps)
     tol = 4 * (4 * 6 * eps * float(torch.linalg.eigvalsh(A.double()).max())) ** 0.5
     torch.testing.assert_close(ours, theirs, atol=tol, rtol=0)
+
+
+def test_sqrtm_forward_mode_at_a_zero_eigenvalue_uses_the_documented_convention():
+    """jvp of sqrtm at diag(0, 1, 4): the tangent of an exactly zero eigenvalue takes
+    f′(0) = 0 (the documented subgradient of √ at 0); the others take f′(λ) = 1/(2√λ)."""
+    import torch.func
+
+    from matbackprop import linalg
+
+    A = torch.diag(torch.tensor([0.0, 1.0, 4.0], dtype=torch.float64))
+    E = torch.eye(3, dtype=torch.float64)
+    _, tangent = torch.func.jvp(lambda X: linalg.sqrtm(X, check=False), (A,), (E,))
+    expected = torch.diag(torch.tensor([0.0, 0.5, 0.25], dtype=torch.float64))
+    torch.testing.assert_close(tangent, expected, rtol=1e-12, atol=1e-12)
