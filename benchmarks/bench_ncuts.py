@@ -24,7 +24,9 @@ Reported per configuration:
 
 * time: median over ``--repeats`` timed runs of forward + backward after one warm-up run;
 * peak memory: ``ru_maxrss`` of the worker (``resource.getrusage(RUSAGE_SELF)``) minus the
-  ``ru_maxrss`` of an idle worker that imported torch and matbackprop and built nothing;
+  ``ru_maxrss`` of an idle worker that imported torch and matbackprop and built nothing
+  (so it counts the input ``F``, its gradient and everything the step allocates; one copy of
+  ``F`` serves every repeat, with ``F.grad`` reset);
 * ratio: time of the method / time of ``torch`` at the same ``m`` (same run);
 * accuracy (``m <= --accuracy-max-m``, in a separate worker so that it does not count in the
   memory): ``‖g₃₂ − g₆₄‖ / ‖g₆₄‖`` of the float32 gradient of each method against the
@@ -94,10 +96,19 @@ def _maxrss_mib() -> float:
 
 
 def _problem(torch, m: int, d: int, k: int, dtype):
+    """``F = rand(1, m, d)²`` (drawn in float64, rounded to ``dtype``) and random labels.
+
+    Drawn in row chunks straight into the result, so that making the problem never holds more
+    than ``F`` itself (the peak-memory column would otherwise measure the set-up).
+    """
     gen = torch.Generator().manual_seed(0)
-    F = torch.rand(1, m, d, generator=gen, dtype=torch.float64) ** 2
+    F = torch.empty(1, m, d, dtype=dtype)
+    rows = max(1, (1 << 20) // d)
+    for start in range(0, m, rows):
+        chunk = torch.rand(1, min(rows, m - start), d, generator=gen, dtype=torch.float64)
+        F[:, start : start + chunk.shape[1]] = chunk.square_()
     labels = torch.randint(0, k, (1, m), generator=gen)
-    return F.to(dtype), labels
+    return F, labels
 
 
 def _step_function(torch, method: str, k: int, labels):
@@ -141,11 +152,12 @@ def _time_worker(args: argparse.Namespace) -> dict:
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
         }
-    F0, labels = _problem(torch, args.m, args.d, args.k, getattr(torch, args.dtype))
+    F, labels = _problem(torch, args.m, args.d, args.k, getattr(torch, args.dtype))
+    F.requires_grad_(True)  # no method writes into F: one copy serves every repeat
     loss_of = _step_function(torch, args.method, args.k, labels)
 
     def step() -> float:
-        F = F0.clone().requires_grad_(True)
+        F.grad = None
         start = time.perf_counter()
         loss_of(F).backward()
         return time.perf_counter() - start

@@ -238,9 +238,18 @@ def check_finite(x: Tensor, name: str) -> None:
     ...
     ValueError: `x` must be finite, got 1 non-finite entries (NaN or inf)
     """
-    finite = torch.isfinite(x.detach())
-    if not bool(finite.all()):
-        bad = int((~finite).sum())
+    x = x.detach()
+    if not (x.is_floating_point() or x.is_complex()) or x.numel() == 0:
+        return  # integers and empty tensors have no NaN or inf
+    if x.is_complex():
+        finite = bool(torch.isfinite(x).all())
+    else:
+        # one read of x and no x-sized temporary: aminmax propagates NaN to both results, and
+        # an infinity is an extreme; so both are finite exactly when every entry is
+        lo, hi = torch.aminmax(x)
+        finite = bool(torch.isfinite(lo) & torch.isfinite(hi))
+    if not finite:
+        bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"`{name}` must be finite, got {bad} non-finite entries (NaN or inf)")
 
 

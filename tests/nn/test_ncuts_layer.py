@@ -270,3 +270,47 @@ def test_float32_follows_input_and_matches_float64(route):
         grads[dtype], losses[dtype] = X.grad, loss.detach()
     torch.testing.assert_close(losses[torch.float32].double(), losses[F64], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(grads[torch.float32].double(), grads[F64], rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize("nonneg", ["relu", "softplus", "square", "none"])
+def test_gram_solver_streamed_in_blocks_equals_the_svd_solver(monkeypatch, nonneg):
+    """Tiny blocks (several per image, a partial last one, the per-image loop) give the SVD
+    solver's embedding, loss and gradient; and the streamed gradient passes gradcheck."""
+    import matbackprop.nn._ncuts._gram as gram
+
+    monkeypatch.setattr(gram, "BLOCK_ELEMENTS", 40)  # d = 4: 10 rows per block, m = 37
+    g = torch.Generator().manual_seed(31)
+    X = torch.randn(2, 37, 4, generator=g, dtype=F64)
+    if nonneg == "none":
+        X = X.abs() + 0.05
+    X[0, 3] *= 1e-3  # keeps the degree floor active in some images/maps
+    labels = labels_with_all_segments(2, 37, 3, seed=32)
+    outputs = {}
+    for solver in ("svd", "gram"):
+        F = X.clone().requires_grad_(True)
+        result = normalized_cuts(F, 3, solver=solver, nonneg=nonneg, degree_floor=0.05)
+        loss = ncuts_loss(result, labels)
+        loss.backward()
+        outputs[solver] = (result, loss.detach(), F.grad)
+    (r_svd, l_svd, g_svd), (r_gram, l_gram, g_gram) = outputs["svd"], outputs["gram"]
+    torch.testing.assert_close(l_gram, l_svd, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(r_gram.Z, r_svd.Z, rtol=0, atol=1e-10)  # signs fixed alike
+    torch.testing.assert_close(r_gram.degrees, r_svd.degrees, rtol=1e-12, atol=0)
+    torch.testing.assert_close(g_gram, g_svd, rtol=1e-7, atol=1e-10)
+    if nonneg in ("softplus", "none"):  # smooth maps: finite differences apply
+        assert gradcheck(
+            lambda F: ncuts_loss(
+                normalized_cuts(F, 3, solver="gram", nonneg=nonneg, degree_floor=0.05), labels
+            ),
+            (X.clone().requires_grad_(True),),
+        )
+
+
+def test_each_column_of_Z_has_its_largest_magnitude_entry_positive():
+    F = positive_features(3, 40, 6, seed=33)
+    for solver in ("svd", "gram"):
+        Z = normalized_cuts(F, 4, solver=solver, nonneg="none").Z
+        pivot = Z.abs().argmax(dim=-2, keepdim=True)
+        assert bool((Z.gather(-2, pivot) > 0).all()), solver
+        dense = normalized_cuts(F, 4, nonneg="none", route="dense").Z
+        torch.testing.assert_close(Z, dense, rtol=0, atol=1e-9)  # one convention, any route

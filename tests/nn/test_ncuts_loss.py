@@ -164,3 +164,34 @@ def test_float32_loss():
     torch.testing.assert_close(
         lo.double(), ncuts_loss(Z, labels, degrees=degrees), rtol=1e-5, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("ignore_index", [None, 255])
+def test_fused_loss_gradients_and_second_derivatives_match_finite_differences(ignore_index):
+    """The fused backward of ncuts_loss, and its double backward (plain autograd of the same
+    formula), against central finite differences in float64; Z off the Stiefel manifold."""
+    g = torch.Generator().manual_seed(11)
+    Z = torch.randn(2, 10, 3, generator=g, dtype=F64, requires_grad=True)
+    degrees = random_degrees(2, 10, seed=12).requires_grad_(True)
+    labels = sparse_labels(2, 10, seed=13)
+    if ignore_index is not None:
+        labels[1, 6:9] = ignore_index
+
+    def loss(Z, degrees):
+        return ncuts_loss(Z, labels, degrees=degrees, ignore_index=ignore_index, reduction="none")
+
+    assert torch.autograd.gradcheck(loss, (Z, degrees))
+    assert torch.autograd.gradgradcheck(loss, (Z, degrees))
+
+
+def test_loss_under_torch_func_grad_equals_autograd():
+    Z = random_orthonormal(2, 12, 3, seed=14)
+    degrees = random_degrees(2, 12, seed=15)
+    labels = sparse_labels(2, 12, seed=16)
+    grads = torch.func.grad(lambda Z, d: ncuts_loss(Z, labels, degrees=d), argnums=(0, 1))(
+        Z, degrees
+    )
+    Zr, dr = Z.clone().requires_grad_(), degrees.clone().requires_grad_()
+    expected = torch.autograd.grad(ncuts_loss_dense(Zr, labels, degrees=dr), (Zr, dr))
+    for a, b in zip(grads, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

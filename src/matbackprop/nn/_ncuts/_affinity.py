@@ -62,6 +62,21 @@ def nonneg_map(x: Tensor, nonneg: Nonneg) -> Tensor:
     return x
 
 
+def nonneg_map_into(x: Tensor, nonneg: Nonneg, out: Tensor) -> Tensor:
+    """``φ(x)`` written into ``out`` (same shape and dtype; returns ``x`` itself for ``"none"``).
+
+    The streaming passes of the Gram solver reuse one block-sized buffer this way, so no pass
+    allocates (and page-faults) a fresh block.
+    """
+    if nonneg == "relu":
+        return torch.clamp_min(x, 0.0, out=out)
+    if nonneg == "softplus":
+        return torch.ops.aten.softplus.out(x, 1.0, 20.0, out=out)
+    if nonneg == "square":
+        return torch.mul(x, x, out=out)
+    return x
+
+
 def nonneg_backward_(grad: Tensor, x: Tensor, nonneg: Nonneg) -> Tensor:
     """``grad ← φ′(x) ∘ grad`` in place: the derivative of :func:`nonneg_map`."""
     if nonneg == "relu":  # relu's own backward kernel (x > 0), written into grad

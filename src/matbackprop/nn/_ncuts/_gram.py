@@ -42,11 +42,13 @@ gradient, ties included. Then ``s̄ = rowsum(Ḡ ∘ Φ)``, the degrees' gradien
 
 Passes
 ------
-Row blocks of ``F`` are streamed; ``φ`` is applied to each block on the fly, so neither ``Φ``
-nor ``G`` nor any other ``m × d`` temporary exists. Forward: column sums, degrees, ``C``, ``Z``
-(four reads of ``F``). Backward: ``H``; one product ``Φ [VĈΛ^-½ | V_k | Eᵀ]`` giving ``Y``,
-``s̄`` and ``Φᵀδ̄``; one product ``[sY | sZ | δ̄ | 1] [V_kᵀ; E; cᵀ; (Φᵀδ̄)ᵀ]`` written straight into
-``F̄`` (three reads of ``F``, one write of ``F̄``). Memory: ``F̄`` plus ``O(m k)``.
+Row blocks of ``F`` are streamed; ``φ`` is applied to each block on the fly into one reused
+block buffer, so neither ``Φ`` nor ``G`` nor any other ``m × d`` temporary exists. Forward:
+column sums ``c``; then degrees and ``C`` together (the floor needs only
+``mean(δ) = cᵀc/m``); then ``Z`` (three reads of ``F``). Backward: ``H``; one product
+``Φ [VĈΛ^-½ | V_k | Eᵀ]`` giving ``Y``, ``s̄`` and ``Φᵀδ̄``; one product
+``[sY | sZ | δ̄ | 1] [V_kᵀ; E; cᵀ; (Φᵀδ̄)ᵀ]`` written straight into ``F̄`` (two reads of ``F``
+for ``Φ``, one for ``φ′``, one write of ``F̄``). Memory: ``F̄`` plus ``O(m k)``.
 """
 
 from __future__ import annotations
@@ -62,14 +64,15 @@ from matbackprop.linalg import DegeneracyPolicy
 from ._affinity import (
     Nonneg,
     absolute_degree_floor,
-    degree_floor_value,
     nonneg_backward_,
-    nonneg_map,
+    nonneg_map_into,
 )
+from ._result import column_signs
 
-#: Elements of ``F`` per streamed block (4 MiB in float32): large enough for efficient
-#: products, small enough to stay in cache-friendly temporaries.
-BLOCK_ELEMENTS = 1 << 20
+#: Elements of ``F`` per streamed block (2 MiB in float32): large enough for efficient
+#: products, small enough that a block and its reused buffers stay in cache between the
+#: non-negativity map and the product that reads it.
+BLOCK_ELEMENTS = 1 << 19
 
 _DEFAULT_POLICY = DegeneracyPolicy()
 
@@ -113,6 +116,36 @@ def _spectral_factors(lam: Tensor, K: int, policy: DegeneracyPolicy):
     return sigma_inv, coupling.masked_fill(eye, 0.0)
 
 
+def _phi_blocks(
+    F: Tensor, nonneg: Nonneg, blocks: list[tuple[slice, slice]]
+) -> Iterator[tuple[slice, slice, Tensor]]:
+    """``(images, rows, φ(F[images, rows]))`` per block, ``φ`` written into one reused buffer.
+
+    The block a step yields is overwritten by the next one: use it before advancing.
+    """
+    first_images, first_rows = blocks[0]
+    shape = (first_images.stop - first_images.start, first_rows.stop - first_rows.start)
+    buffer = None if nonneg == "none" else F.new_empty(*shape, F.shape[-1])
+    for images, rows in blocks:
+        block = F[images, rows]
+        if buffer is not None:
+            block = nonneg_map_into(block, nonneg, buffer[:, : block.shape[1]])
+        yield images, rows, block
+
+
+def _block_buffer(F: Tensor, blocks: list[tuple[slice, slice]], width: int, dtype=None) -> Tensor:
+    """A ``(images, rows, width)`` buffer the size of the first (largest) block."""
+    images, rows = blocks[0]
+    shape = (images.stop - images.start, rows.stop - rows.start, width)
+    return F.new_empty(shape, dtype=F.dtype if dtype is None else dtype)
+
+
+def _mean_degree(c: Tensor, dtype: torch.dtype, m: int) -> Tensor:
+    """``mean(δ) = cᵀc/m`` (``1ᵀΦc = cᵀc``), float64 ``(B, 1)``: known after the first pass."""
+    c = c.squeeze(-2)
+    return (c * c.to(dtype).to(c.dtype)).sum(-1, keepdim=True) / m
+
+
 class _GramEigh(torch.autograd.Function):
     """``F ↦ (Z, λ_k, d̃, spectrum)`` of the normalized low-rank affinity (module docstring)."""
 
@@ -128,29 +161,40 @@ class _GramEigh(torch.autograd.Function):
         B, m, d = F.shape
         dtype, acc = F.dtype, torch.float64
         blocks = list(_blocks(B, m, d))
-        c = F.new_zeros(B, 1, d, dtype=acc)  # Φᵀ1, accumulated in float64
-        for ib, rows in blocks:
-            c[ib] += nonneg_map(F[ib, rows], nonneg).sum(-2, keepdim=True, dtype=acc)
+        c = F.new_zeros(B, 1, d, dtype=acc)  # Φᵀ1: per-block sums accumulated in float64
+        for ib, _, Phi in _phi_blocks(F, nonneg, blocks):
+            c[ib] += Phi.sum(-2, keepdim=True).to(acc)
         c_w = c.to(dtype).mT  # (B, d, 1)
+        # the floor f = max(τ·mean(δ), τ_abs) needs only c, so δ and C share one pass
+        floor_abs_value = absolute_degree_floor(dtype, floor_abs)
+        floor = (floor_rel * _mean_degree(c, dtype, m)).clamp_min(floor_abs_value).to(dtype)
         degrees = F.new_empty(B, m, 1)
-        for ib, rows in blocks:
-            torch.bmm(nonneg_map(F[ib, rows], nonneg), c_w[ib], out=degrees[ib, rows])
-        degrees = degrees.squeeze(-1)  # δ = Φc, (B, m)
-        floor = degree_floor_value(degrees, floor_rel, floor_abs)  # (B, 1)
+        C = F.new_zeros(B, d, d, dtype=acc)  # GᵀG from exact products, in float64
+        G_buffer = _block_buffer(F, blocks, d)
+        G_wide = None if dtype == acc else _block_buffer(F, blocks, d, acc)
+        for ib, rows, Phi in _phi_blocks(F, nonneg, blocks):
+            degree = torch.bmm(Phi, c_w[ib], out=degrees[ib, rows])  # δ = Φc
+            s_r = torch.maximum(degree, floor[ib].unsqueeze(-1)).rsqrt_()
+            G = torch.mul(Phi, s_r, out=G_buffer[:, : Phi.shape[1]])
+            if G_wide is not None:  # exact float64 copies of the rounded float32 G
+                G = G_wide[:, : G.shape[1]].copy_(G)
+            C[ib].baddbmm_(G.mT, G)
+        degrees = degrees.squeeze(-1)  # (B, m)
         floored = torch.maximum(degrees, floor)  # d̃
         s = floored.rsqrt().unsqueeze(-1)  # (B, m, 1)
-        C = F.new_zeros(B, d, d, dtype=acc)  # GᵀG from exact products, in float64
-        for ib, rows in blocks:
-            G = (s[ib, rows] * nonneg_map(F[ib, rows], nonneg)).to(acc)
-            C[ib] += G.mT @ G
         lam, V = torch.linalg.eigh(C)
         lam, V = lam.flip(-1), V.flip(-1)  # descending
         sigma_inv, _ = _spectral_factors(lam, K, _resolved(policy, dtype))
         W0 = (V[..., :K] * sigma_inv.unsqueeze(-2)).to(dtype)  # V_k Λ_k^-½, (B, d, K)
         Z = F.new_empty(B, m, K)
-        for ib, rows in blocks:
-            torch.bmm(nonneg_map(F[ib, rows], nonneg), W0[ib], out=Z[ib, rows])
+        for ib, rows, Phi in _phi_blocks(F, nonneg, blocks):
+            torch.bmm(Phi, W0[ib], out=Z[ib, rows])
         Z.mul_(s)  # Z = G V_k Λ_k^-½
+        # the sign convention of NCutsResult, applied here to Z and V_k together (every formula
+        # of the backward holds for any signs of the pairs (vᵢ, zᵢ)), so no later pass is needed
+        sign = column_signs(Z)  # (B, 1, K)
+        Z.mul_(sign)
+        V[..., :K] *= sign.to(acc)
         spectrum = lam[..., : min(m, d)].clamp_min(0).to(dtype)
         return Z, lam[..., :K].to(dtype), floored, spectrum, degrees, floor, c, lam, V
 
@@ -177,9 +221,11 @@ class _GramEigh(torch.autograd.Function):
         floored_bar = torch.zeros_like(floored) if floored_bar is None else floored_bar
         s = floored.rsqrt().unsqueeze(-1)  # (B, m, 1)
         # H = GᵀZ̄ = Φᵀ(s∘Z̄): block products in the working dtype, accumulated in float64
+        sZ_bar = s * Z_bar
         H = F.new_zeros(B, d, K, dtype=acc)
-        for ib, rows in blocks:
-            H[ib] += (nonneg_map(F[ib, rows], nonneg).mT @ (s[ib, rows] * Z_bar[ib, rows])).to(acc)
+        for ib, rows, Phi in _phi_blocks(F, nonneg, blocks):
+            H[ib] += (Phi.mT @ sZ_bar[ib, rows]).to(acc)
+        del sZ_bar
         # --- d × d algebra in float64
         sigma_inv, coupling = _spectral_factors(lam, K, _resolved(ctx.policy, dtype))
         lam_inv = sigma_inv * sigma_inv  # Λ_k⁻¹ (regularised), (B, K)
@@ -204,38 +250,35 @@ class _GramEigh(torch.autograd.Function):
         Y = torch.empty_like(Z)
         total = torch.empty_like(floored)  # ∂ℓ/∂d̃ including the path through s
         c_bar = F.new_zeros(B, 1, d, dtype=acc)  # Φᵀ(∂ℓ/∂δ), without the floor's share
-        for ib, rows in blocks:
-            Phi = nonneg_map(F[ib, rows], nonneg)
-            Q = Phi @ right[ib]  # (b, r, 3K)
+        Q_buffer = _block_buffer(F, blocks, 3 * K)
+        for ib, rows, Phi in _phi_blocks(F, nonneg, blocks):
+            Q = torch.bmm(Phi, right[ib], out=Q_buffer[:, : Phi.shape[1]])  # (b, r, 3K)
             s_r = s[ib, rows]
-            Y_r = torch.addcmul(Z_bar[ib, rows] * sigma_inv_w[ib], s_r, Q[..., :K])
+            Y_r = torch.addcmul(Z_bar[ib, rows] * sigma_inv_w[ib], s_r, Q[..., :K], out=Y[ib, rows])
             s_bar = (Y_r * Q[..., K : 2 * K]).sum(-1) + (Z[ib, rows] * Q[..., 2 * K :]).sum(-1)
             # d̃ → s = d̃^-½: ∂s/∂d̃ = −½ s³
-            t = floored_bar[ib, rows] - 0.5 * s_bar * s_r.squeeze(-1) ** 3
-            Y[ib, rows], total[ib, rows] = Y_r, t
+            t = torch.sub(
+                floored_bar[ib, rows], 0.5 * s_bar * s_r.squeeze(-1) ** 3, out=total[ib, rows]
+            )
             c_bar[ib] += ((t * to_degree[ib, rows]).unsqueeze(-2) @ Phi).to(acc)
         # the floor f = max(τ·mean(δ), τ_abs) takes the rest; clamp_min passes at >= τ_abs
         floor_share = (total * (1 - to_degree)).sum(-1, keepdim=True, dtype=acc)  # (B, 1)
-        passes = (ctx.floor_rel * degrees.mean(-1, keepdim=True).to(acc)) >= ctx.floor_abs
+        passes = (ctx.floor_rel * _mean_degree(c, dtype, m)) >= ctx.floor_abs
         mean_bar = ctx.floor_rel * floor_share * passes / m  # (B, 1), per node of the mean
         degree_bar = total * to_degree + mean_bar.to(dtype)  # ∂ℓ/∂δ, (B, m)
         c_bar = c_bar + mean_bar.unsqueeze(-1) * c  # Φᵀδ̄, (B, 1, d)
         # --- pass: F̄ = φ′(F) ∘ ([sY | sZ | δ̄ | 1] [V_kᵀ; E; cᵀ; (Φᵀδ̄)ᵀ])
         right = torch.cat([V_K.mT, E, c, c_bar], dim=-2).to(dtype)  # (B, 2K + 2, d)
+        left_buffer = _block_buffer(F, blocks, 2 * K + 2)
+        left_buffer[..., -1] = 1.0  # the column of ones is never overwritten
         grad = torch.empty(B, m, d, dtype=dtype, device=F.device)
         for ib, rows in blocks:
             s_r = s[ib, rows]
-            left = torch.cat(
-                [
-                    s_r * Y[ib, rows],
-                    s_r * Z[ib, rows],
-                    degree_bar[ib, rows].unsqueeze(-1),
-                    torch.ones_like(s_r),
-                ],
-                dim=-1,
-            )
-            out = grad[ib, rows]
-            torch.bmm(left, right[ib], out=out)
+            left = left_buffer[:, : s_r.shape[1]]
+            left[..., :K] = s_r * Y[ib, rows]
+            left[..., K : 2 * K] = s_r * Z[ib, rows]
+            left[..., 2 * K] = degree_bar[ib, rows]
+            out = torch.bmm(left, right[ib], out=grad[ib, rows])
             nonneg_backward_(out, F[ib, rows], nonneg)
         return grad, None, None, None, None, None
 

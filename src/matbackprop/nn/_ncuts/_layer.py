@@ -41,14 +41,20 @@ from ._validation import check_num_segments, resolve_k
 
 
 def _finish(
-    Z: Tensor, lam: Tensor, degrees: Tensor, spectrum: Tensor, k: Tensor, opts: NCutsOptions
+    Z: Tensor,
+    lam: Tensor,
+    degrees: Tensor,
+    spectrum: Tensor,
+    k: Tensor,
+    opts: NCutsOptions,
+    **finalize_flags: bool,
 ) -> NCutsResult:
     m = Z.shape[-2]
     gap = relative_eigengaps(spectrum, k, m)
     if opts.check_eigengap:
         rtol = default_eigengap_rtol(Z.dtype) if opts.eigengap_rtol is None else opts.eigengap_rtol
         check_eigengaps(gap, k, rtol, opts.strict, Z.dtype)
-    return finalize(Z, lam, degrees, k, gap)
+    return finalize(Z, lam, degrees, k, gap, **finalize_flags)
 
 
 def normalized_cuts(
@@ -162,13 +168,17 @@ def normalized_cuts(
     if opts.check:
         check_finite(features, "features")
     floors: dict[str, Any] = {
-        "degree_floor": opts.degree_floor, "degree_floor_abs": opts.degree_floor_abs
+        "degree_floor": opts.degree_floor,
+        "degree_floor_abs": opts.degree_floor_abs,
     }
     solver = choose_solver(opts.solver, m, d) if opts.route == "lowrank" else None
     if solver == "gram":  # the non-negativity map is fused into the solver's passes
         if opts.check:
             check_nonneg_input(features, opts.nonneg)
         spectrum = gram_spectrum(features, K, nonneg=opts.nonneg, policy=opts.policy, **floors)
+        # the solver fixes the signs itself; an int k keeps every column
+        flags = {"signs_fixed": True, "all_columns_kept": isinstance(k, int)}
+        return _finish(*spectrum, k_vec, opts, **flags)
     else:
         F = nonnegative_features(features, opts.nonneg, check=opts.check)
         if solver == "svd":

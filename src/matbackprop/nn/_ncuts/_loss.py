@@ -18,7 +18,7 @@ an ``O(mk)`` scatter-add: no ``m × m`` matrix (``k`` is computed as ``‖ZᵀZ�
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -333,8 +333,20 @@ def ncuts_loss(
     Z, degrees, k_vec, labels = _unpack(
         Z_or_result, labels, degrees, k, ignore_index, num_segments, reduction, check
     )
-    B, m, K = Z.shape
     table = _segments(labels, ignore_index, num_segments)
+    labeled = None if ignore_index is None else (labels != ignore_index).to(Z.dtype)
+    if torch._C._are_functorch_transforms_active():  # the fused function has no vmap rule
+        J = _projector_distance(Z, degrees, table, labeled)
+    else:
+        J = _ProjectorDistance.apply(Z, degrees, table, labeled)[0]
+    return _reduce(J, k_vec, reduction, normalize)
+
+
+def _projector_distance(
+    Z: Tensor, degrees: Tensor, table: _SegmentTable, labeled: Tensor | None
+) -> Tensor:
+    """``J (B,) = ½(‖Z_LᵀZ_L‖² + r) − Σ_j ‖Σ_{i∈j} √dᵢ Zᵢ‖² / vol_j`` in plain torch ops."""
+    B, m, K = Z.shape
     # Y's columns: Σ_{i∈j} √dᵢ Zᵢ per segment j, and vol_j (ignored nodes fall in no bin).
     sums = table.scatter((Z * degrees.sqrt().unsqueeze(-1)).reshape(B * m, K))  # (bins, K)
     volumes = table.scatter(degrees.reshape(B * m))  # (bins,)
@@ -346,9 +358,69 @@ def ncuts_loss(
     # ‖Z_LZ_Lᵀ‖² = ‖Z_LᵀZ_L‖² (= k for orthonormal columns and no ignored node); computed
     # rather than assumed, so the formula is exact for any Z and its gradient matches the
     # dense reference even off the Stiefel manifold. O(mK²).
-    Z_L = Z if ignore_index is None else Z * (labels != ignore_index).unsqueeze(-1).to(Z.dtype)
-    J = 0.5 * ((Z_L.mT @ Z_L).square().sum(dim=(-2, -1)) + r) - overlap
-    return _reduce(J, k_vec, reduction, normalize)
+    Z_L = Z if labeled is None else Z * labeled.unsqueeze(-1)
+    return 0.5 * ((Z_L.mT @ Z_L).square().sum(dim=(-2, -1)) + r) - overlap
+
+
+class _ProjectorDistance(torch.autograd.Function):
+    """:func:`_projector_distance` with its gradient in one fused backward.
+
+    With ``Sⱼ = Σ_{i∈j} √dᵢ Zᵢ``, ``Γ = Z_LᵀZ_L`` and ``J̄`` per image::
+
+        ∂J/∂Zᵢ = 2 J̄ ((Z_L Γ)ᵢ − √dᵢ Sⱼ/volⱼ),
+        ∂J/∂dᵢ = J̄ (‖Sⱼ‖²/volⱼ² − Zᵢ·Sⱼ/(√dᵢ volⱼ))        (node i in segment j)
+
+    and 0 for an ignored node's degree. Plain autograd would make about twice as many passes
+    over the ``(B, m, K)`` embedding. A double backward (``create_graph=True``) differentiates
+    :func:`_projector_distance` itself.
+    """
+
+    @staticmethod
+    def forward(Z: Tensor, degrees: Tensor, table: _SegmentTable, labeled: Tensor | None):
+        B, m, K = Z.shape
+        sqrt_d = degrees.sqrt()
+        sums = table.scatter((Z * sqrt_d.unsqueeze(-1)).reshape(B * m, K))  # (bins, K)
+        volumes = table.scatter(degrees.reshape(B * m))
+        present = table.counts > 0
+        volumes = torch.where(present, volumes, torch.ones_like(volumes))
+        per_bin = sums.square().sum(-1) / volumes
+        Z_L = Z if labeled is None else Z * labeled.unsqueeze(-1)
+        gram = Z_L.mT @ Z_L  # Γ, (B, K, K)
+        r = table.per_image(present).to(Z.dtype)
+        J = 0.5 * (gram.square().sum(dim=(-2, -1)) + r) - table.per_image(per_bin)
+        return J, sums / volumes.unsqueeze(-1), per_bin / volumes, gram
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+        Z, degrees, table, labeled = inputs
+        _, sums_over_volume, per_bin_over_volume, gram = output
+        ctx.table = table
+        ctx.has_labeled = labeled is not None
+        ctx.mark_non_differentiable(sums_over_volume, per_bin_over_volume, gram)
+        ctx.save_for_backward(Z, degrees, labeled, sums_over_volume, per_bin_over_volume, gram)
+
+    @staticmethod
+    def backward(ctx: Any, J_bar, *_unused):
+        Z, degrees, labeled, sums_over_volume, per_bin_over_volume, gram = ctx.saved_tensors
+        table = ctx.table
+        labeled = labeled if ctx.has_labeled else None
+        if torch.is_grad_enabled():  # create_graph: differentiate the plain formula instead
+            J = _projector_distance(Z, degrees, table, labeled)
+            Z_bar, degrees_bar = torch.autograd.grad(J, (Z, degrees), J_bar, create_graph=True)
+            return Z_bar, degrees_bar, None, None
+        B, m, K = Z.shape
+        node_bin = table.node_bin
+        # per node: Sⱼ/volⱼ and ‖Sⱼ‖²/volⱼ², zero for the ignored nodes' bin (the last)
+        S_g = torch.cat([sums_over_volume, sums_over_volume.new_zeros(1, K)])
+        S_g = S_g.index_select(0, node_bin).view(B, m, K)
+        b_g = torch.cat([per_bin_over_volume, per_bin_over_volume.new_zeros(1)])
+        b_g = b_g.index_select(0, node_bin).view(B, m)
+        sqrt_d = degrees.sqrt()
+        Z_L = Z if labeled is None else Z * labeled.unsqueeze(-1)
+        w = J_bar.to(Z.dtype)
+        degrees_bar = (b_g - (Z * S_g).sum(-1) / sqrt_d) * w.unsqueeze(-1)
+        Z_bar = torch.baddbmm(S_g.mul_(sqrt_d.unsqueeze(-1)), Z_L, gram, beta=-1.0)
+        return Z_bar.mul_((2 * w).view(B, 1, 1)), degrees_bar, None, None
 
 
 def ncuts_loss_dense(

@@ -39,7 +39,8 @@ class NCutsResult(NamedTuple):
         Top eigenvectors of ``M = D^-½ W D^-½`` by decreasing eigenvalue, ``K = max(k)``.
         Columns ``j >= k[b]`` of image ``b`` are zero (masked); the first ``k[b]`` are
         orthonormal. Each column's sign is fixed so that its largest-magnitude entry is positive
-        (a convention only: everything downstream is sign invariant).
+        (on a tie of magnitudes, the positive one wins; a convention only: everything downstream
+        is sign invariant).
     eigenvalues : Tensor, shape (B, K)
         Matching eigenvalues of ``M`` (in ``[0, 1]`` up to the degree floor), decreasing; masked
         entries are zero.
@@ -144,15 +145,38 @@ def _caller_stacklevel() -> int:
     return level
 
 
+def column_signs(Z: Tensor) -> Tensor:
+    """``±1 (B, 1, K)`` that make each column's largest-magnitude entry positive.
+
+    One read of ``Z`` and no ``|Z|`` temporary: that entry is the column's max or its min (the
+    positive one wins a tie of magnitudes).
+    """
+    lo, hi = torch.aminmax(Z, dim=-2, keepdim=True)
+    return torch.where(hi >= -lo, 1.0, -1.0).to(Z.dtype)
+
+
 def finalize(
-    Z: Tensor, eigenvalues: Tensor, degrees: Tensor, k: Tensor, gap: Tensor
+    Z: Tensor,
+    eigenvalues: Tensor,
+    degrees: Tensor,
+    k: Tensor,
+    gap: Tensor,
+    *,
+    signs_fixed: bool = False,
+    all_columns_kept: bool = False,
 ) -> NCutsResult:
-    """Mask columns ``j >= k[b]``, fix signs, and pack the result (``Z (B, m, K)`` descending)."""
+    """Mask columns ``j >= k[b]``, fix signs, and pack the result (``Z (B, m, K)`` descending).
+
+    ``signs_fixed``: the solver already applied :func:`column_signs`; ``all_columns_kept``:
+    every image uses all ``K`` columns (known on the host, e.g. an int ``k``). With both, ``Z``
+    is returned as it is (no ``(B, m, K)`` pass forward or backward).
+    """
     K = Z.shape[-1]
+    if all_columns_kept and signs_fixed:
+        return NCutsResult(Z, eigenvalues, degrees, k, gap)
     keep = (torch.arange(K, device=Z.device) < k.unsqueeze(-1)).to(Z.dtype)  # (B, K)
-    with torch.no_grad():
-        pivot = Z.abs().argmax(dim=-2, keepdim=True)  # (B, 1, K)
-        sign = torch.sign(Z.gather(-2, pivot))
-        sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-    Z = Z * (sign * keep.unsqueeze(-2))
-    return NCutsResult(Z, eigenvalues * keep, degrees, k, gap)
+    scale = keep.unsqueeze(-2)
+    if not signs_fixed:
+        with torch.no_grad():
+            scale = scale * column_signs(Z)
+    return NCutsResult(Z * scale, eigenvalues * keep, degrees, k, gap)
