@@ -118,8 +118,9 @@ def _symmetric_eigh(A: Tensor) -> tuple[Tensor, Tensor]:
     ):
         return torch.linalg.eigh(A)
     flat = A.reshape(count, n, n)
-    chunks = flat.chunk(workers)
-    results = list(_pool(workers).map(torch.linalg.eigh, chunks))
-    lam = torch.cat([r[0] for r in results]).reshape(*batch, n)
-    U = torch.cat([r[1] for r in results]).reshape(*batch, n, n)
-    return lam, U
+    lam = A.new_empty(count, n)
+    U = A.new_empty(count, n, n)
+    # each worker writes its chunk of the results in place (no concatenation afterwards)
+    chunks = zip(flat.chunk(workers), lam.chunk(workers), U.chunk(workers), strict=True)
+    list(_pool(workers).map(lambda c: torch.linalg.eigh(c[0], out=(c[1], c[2])), chunks))
+    return lam.reshape(*batch, n), U.reshape(*batch, n, n)

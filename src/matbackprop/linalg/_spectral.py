@@ -139,11 +139,27 @@ def _effective(fn: ScalarFunction, opts: SpectralOptions) -> ScalarFunction:
     return fn if opts.clamp is None else _clamped(fn, opts.clamp)
 
 
+def _buffers_allowed() -> bool:
+    """``out=`` buffers are used outside ``torch.func`` transforms and ``torch.compile``."""
+    return not (torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling())
+
+
 def daleckii_krein(U: Tensor, P: Tensor, G: Tensor) -> Tensor:
-    """``U (P ∘ (Uᵀ G_sym U)) Uᵀ``: the Fréchet derivative of ``F`` applied to ``G``."""
-    G_tilde = U.mT @ (G + G.mT) @ U  # (..., n, n): 2 Uᵀ G_sym U
-    G_tilde.mul_(P)
-    return (U @ G_tilde @ U.mT).mul_(0.5)
+    """``U (P ∘ (Uᵀ G_sym U)) Uᵀ``: the Fréchet derivative of ``F`` applied to ``G``.
+
+    Four batched ``n³`` products. Two ``(..., n, n)`` work buffers are reused for the
+    intermediate products (each fresh buffer of a large batch costs page faults, as much as a
+    pass over it), and the ½ of ``G_sym`` rides on the last product.
+    """
+    S = G + G.mT  # 2 G_sym
+    if not _buffers_allowed():
+        G_tilde = (U.mT @ S @ U).mul_(P)
+        return (U @ G_tilde @ U.mT).mul_(0.5)
+    W = torch.matmul(S, U)
+    torch.matmul(U.mT, W, out=S)  # 2 Uᵀ G_sym U
+    S.mul_(P)
+    torch.matmul(U, S, out=W)
+    return torch.matmul(W, U.mT).mul_(0.5)
 
 
 def second_order_adjoint(
@@ -242,6 +258,8 @@ class _SpectralFunction(torch.autograd.Function):
             zero = mu.abs() <= definiteness_tolerance(mu)
             mu = torch.where(zero, torch.zeros_like(mu), mu)
         f_mu = _effective(fn, opts).f(mu)
+        if _buffers_allowed() and S.shape == U.shape:  # S is free: it holds U f(Σ)
+            return torch.matmul(torch.mul(U, f_mu.unsqueeze(-2), out=S), U.mT), mu, U
         Y = (U * f_mu.unsqueeze(-2)) @ U.mT  # U f(Σ) Uᵀ
         return Y, mu, U
 
@@ -255,9 +273,12 @@ class _SpectralFunction(torch.autograd.Function):
         # the public functions never expose them, and their incoming gradients are ignored.
         ctx.save_for_backward(A, mu, U)
         ctx.save_for_forward(mu, U)
+        ctx.set_materialize_grads(False)  # mu and U get no gradient: no zero-filled (B, n, n)
 
     @staticmethod
-    def backward(ctx: Any, grad_Y: Tensor, _g_mu: Any, _g_U: Any):
+    def backward(ctx: Any, grad_Y: Tensor | None, _g_mu: Any, _g_U: Any):
+        if grad_Y is None:
+            return None, None, None
         A, mu, U = ctx.saved_tensors
         grad_A, _ = (
             _FrechetAdjointTraced if torch.compiler.is_compiling() else _FrechetAdjoint
