@@ -180,3 +180,59 @@ def test_sqrtm_forward_mode_at_a_zero_eigenvalue_uses_the_documented_convention(
     _, tangent = torch.func.jvp(lambda X: linalg.sqrtm(X, check=False), (A,), (E,))
     expected = torch.diag(torch.tensor([0.0, 0.5, 0.25], dtype=torch.float64))
     torch.testing.assert_close(tangent, expected, rtol=1e-12, atol=1e-12)
+
+
+def _divided_difference_reference(f, df, d2f, x: list[float]) -> float:
+    """``f[x₀, …, x_r]`` (r <= 2) by the recursive definition, confluent entries from the
+    derivatives: an independent scalar reference for the second-order Daleckii–Krein form."""
+    x = sorted(x)
+    if len(x) == 1:
+        return f(x[0])
+    if len(x) == 2:
+        a, b = x
+        return df(a) if a == b else (f(b) - f(a)) / (b - a)
+    a, b, c = x
+    if a == c:
+        return d2f(a) / 2
+    return (
+        _divided_difference_reference(f, df, d2f, [b, c])
+        - _divided_difference_reference(f, df, d2f, [a, b])
+    ) / (c - a)
+
+
+def test_sqrtm_double_backward_at_an_exactly_zero_eigenvalue_uses_the_documented_convention():
+    """∂/∂A ⟨H, ∂⟨G, sqrtm(A)⟩/∂A⟩ at a singular A against the triple sum
+    ``U (X + Xᵀ) Uᵀ``, ``Xᵢⱼ = Σₖ f[σᵢ, σⱼ, σₖ] H̃ᵢₖ G̃ⱼₖ``, evaluated entry by entry with the
+    documented values at 0: f′(0) = 0 and f″(0) = 0 (√ has infinite one-sided derivatives)."""
+    import math
+
+    sigma = [0.0, 1.0, 2.5, 4.0]
+    U, _ = torch.linalg.qr(torch.randn(4, 4, generator=torch.Generator().manual_seed(3), dtype=F64))
+    A = (U * torch.tensor(sigma, dtype=F64)) @ U.mT
+    G = B.random_symmetric(4, seed=4, dtype=F64)
+    H = B.random_symmetric(4, seed=5, dtype=F64)
+    X = A.clone().requires_grad_()
+    (first,) = torch.autograd.grad((sqrtm(X) * G).sum(), X, create_graph=True)
+    (second,) = torch.autograd.grad((first * H).sum(), X)
+
+    def f(x):
+        return math.sqrt(x)
+
+    def df(x):
+        return 0.0 if x == 0 else 0.5 / math.sqrt(x)
+
+    def d2f(x):
+        return 0.0 if x == 0 else -0.25 * x**-1.5
+
+    G_t, H_t = U.mT @ G @ U, U.mT @ H @ U
+    Xt = torch.zeros(4, 4, dtype=F64)
+    for i in range(4):
+        for j in range(4):
+            Xt[i, j] = sum(
+                _divided_difference_reference(f, df, d2f, [sigma[i], sigma[j], sigma[k]])
+                * H_t[i, k]
+                * G_t[j, k]
+                for k in range(4)
+            )
+    expected = U @ (Xt + Xt.mT) @ U.mT
+    torch.testing.assert_close(second, expected, rtol=1e-9, atol=1e-10)
