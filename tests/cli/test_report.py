@@ -97,3 +97,34 @@ def test_report_renders_seeds_and_comparisons(tmp_path):
     assert "Each seed (0, 1):" in lines and "| x | 0.500, 0.750 |" in lines
     assert "| x − y | Accuracy | +0.375 | 90% [+0.250, +0.500] |" in lines
     assert "- a cluster bootstrap" in lines
+
+
+def test_report_finds_a_relative_figure_from_the_command_cwd(tmp_path, monkeypatch, capsys):
+    """Figure paths are stored as the run wrote them (relative to its working directory); the
+    report finds them from anywhere, and says so when a figure is gone."""
+    from PIL import Image
+
+    run_cwd = tmp_path / "worktree"
+    (run_cwd / "runs").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(run_cwd / "runs" / "fig.png")
+    data = {
+        "task": "demo",
+        "methods": {"a": {"covering_ods": 0.5}},
+        "commands": [
+            {"command": "eval", "shell": "matbackprop eval", "argv": [], "cwd": str(run_cwd)}
+        ],
+        "figures": ["runs/fig.png"],
+        "schema": "matbackprop.run/2",
+    }
+    metrics = run_cwd / "runs" / "metrics.json"
+    metrics.write_text(json.dumps(data))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = elsewhere / "r.md"
+    assert main(["report", str(metrics), "--output", str(out)]) == 0
+    assert "![figure](r.png)" in out.read_text() and (elsewhere / "r.png").is_file()
+    (run_cwd / "runs" / "fig.png").unlink()
+    assert main(["report", str(metrics), "--output", str(out)]) == 0
+    assert "figure `runs/fig.png` not found" in out.read_text()
+    assert "not found" in capsys.readouterr().err

@@ -161,6 +161,11 @@ def test_objectives_differ_only_where_the_method_says(trained):
     deep_edge, parts = task.objective(edged, "deep_ncuts")(model, batch)
     assert parts["edge"] > 0
     torch.testing.assert_close(deep_edge, deep + 0.5 * parts["edge"], rtol=1e-6, atol=1e-9)
+    assert parts["local"] == 0.0
+    hybrid = apply_overrides(config, ["local_weight=0.25"])
+    deep_local, parts = task.objective(hybrid, "deep_ncuts")(model, batch)
+    torch.testing.assert_close(deep_local, deep + 0.25 * local)
+    assert parts["local"] == pytest.approx(float(local))
 
 
 def test_bad_data_root_is_a_clear_error(tmp_path, capsys):

@@ -12,10 +12,25 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from matbackprop.train import RunRecord
+
+
+def _figure_file(record: RunRecord, source: Path, listed: str) -> Path | None:
+    """The file of a figure the record lists. A relative path is relative to the working
+    directory of the command that wrote it (the latest first), else to the current one, else
+    to the folder of the metrics file."""
+    path = Path(listed)
+    if path.is_absolute():
+        return path if path.is_file() else None
+    bases = [Path(c.cwd) for c in reversed(record.commands) if c.cwd]
+    for base in [*bases, Path.cwd(), source.parent]:
+        if (base / path).is_file():
+            return base / path
+    return None
 
 
 def _section(record: RunRecord, source: Path, output: Path, figure_count: int) -> list[str]:
@@ -42,13 +57,17 @@ def _section(record: RunRecord, source: Path, output: Path, figure_count: int) -
     if record.commands:
         lines = [command.shell_text() for command in record.commands]
         parts += ["", "Commands:", "", "```bash", *lines, "```"]
-    for i, figure in enumerate(Path(f) for f in record.figures):
-        if figure.is_file():
-            n = figure_count + i
-            target = output.with_name(f"{output.stem}{'' if n == 0 else f'_{n + 1}'}.png")
-            output.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(figure, target)
-            parts += ["", f"![figure]({target.name})"]
+    for i, listed in enumerate(record.figures):
+        figure = _figure_file(record, source, listed)
+        if figure is None:
+            print(f"report: figure {listed} of {source} not found", file=sys.stderr)
+            parts += ["", f"(figure `{listed}` not found when this report was written)"]
+            continue
+        n = figure_count + i
+        target = output.with_name(f"{output.stem}{'' if n == 0 else f'_{n + 1}'}.png")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(figure, target)
+        parts += ["", f"![figure]({target.name})"]
     times = [c.wall_time for c in record.commands]
     if times and all(t is not None for t in times):
         parts += ["", f"Wall time: {sum(t for t in times if t is not None):.0f} s"]

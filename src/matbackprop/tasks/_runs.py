@@ -116,8 +116,9 @@ def seed_configs(config: Any) -> dict[int, Any]:
     """``{seed: config}`` of each seed of ``config.train.seeds``: ``train.seed = s``,
     ``train.seeds = None`` and the run folder ``<run_dir>/seed_<s>``; ``{}`` without seeds.
 
-    A task output folder of the config (a ``save_segmentations`` field) stays as it is for the
-    first seed and becomes ``<folder>/seed_<s>`` for the others, so no seed overwrites another.
+    A task whose config writes outputs of its own outside the run folder (e.g. the ncuts task's
+    ``save_segmentations``) gives its ``Config`` a method ``for_seed(seed, first) -> dict`` of
+    the fields to change for that seed, so that no seed overwrites another.
     """
     seeds = config.train.seeds
     if seeds is None:
@@ -130,9 +131,9 @@ def seed_configs(config: Any) -> dict[int, Any]:
                 config.train, seed=s, seeds=None, out_dir=run_dir, name=seed_folder(s)
             )
         }
-        folder = getattr(config, "save_segmentations", None)
-        if folder is not None and i > 0:
-            changes["save_segmentations"] = Path(folder) / seed_folder(s)
+        for_seed = getattr(config, "for_seed", None)
+        if for_seed is not None:
+            changes.update(for_seed(s, first=i == 0))
         configs[s] = dataclasses.replace(config, **changes)
     return configs
 

@@ -16,7 +16,9 @@ benchmark protocol (99 thresholds on the ucm2):
 - ``deep_ncuts``: the head trained *through the NCuts layer* with the Bach–Jordan loss
   (:func:`~matbackprop.models.bach_jordan_objective`; plus ``edge_weight`` times
   :func:`~matbackprop.models.spectral_edge_objective`, the same pairwise objective on the
-  layer's row-normalized eigenvectors, which is what the decoder reads).
+  layer's row-normalized eigenvectors, which is what the decoder reads; and ``local_weight``
+  times the ``local_loss`` objective, which makes DeepNCuts the local objective *plus* the
+  global one).
 
 The two trained methods share everything else: the frozen descriptors, the head
 (:class:`~matbackprop.models.NodeHead`), the optimizer, schedule, steps and batch. Descriptors are
@@ -97,6 +99,7 @@ from ._runs import (
     evaluate_over_seeds,
     save_evaluation_record,
     save_training_record,
+    seed_folder,
     train_over_seeds,
 )
 from ._segmentation import Segmentation, benchmark_entry, ods_threshold, quiet_eigengaps
@@ -162,6 +165,7 @@ class Config:
     hidden: Annotated[int, Range(ge=0)] = 256
     max_segments: Annotated[int, _POSITIVE] = 16
     edge_weight: Annotated[float, Range(ge=0)] = 0.0
+    local_weight: Annotated[float, Range(ge=0)] = 0.0
     # decoding
     k: Annotated[int, _POSITIVE] = 8
     levels: Annotated[int, _POSITIVE] = 16
@@ -197,6 +201,14 @@ class Config:
         for name in ("classic_sigma_lab", "classic_sigma_xy", "classic_radius", "classic_k"):
             if not getattr(self, name):
                 raise ConfigError(f"`{name}` must list at least one value")
+
+    def for_seed(self, seed: int, *, first: bool) -> dict[str, Any]:
+        """Field changes for one seed of several (:func:`~._runs.seed_configs`): the first
+        seed writes its segmentations to ``save_segmentations``, seed ``s`` of the others to
+        ``<save_segmentations>/seed_<s>``."""
+        if self.save_segmentations is None or first:
+            return {}
+        return {"save_segmentations": Path(self.save_segmentations) / seed_folder(seed)}
 
     @property
     def nodes(self) -> NodeSpec:
@@ -310,7 +322,7 @@ def objective(config: Config, method: str):
     the mean over the batch's images of the method's loss (see the module docstring)."""
 
     def loss_fn(model: torch.nn.Module, batch: list) -> tuple[torch.Tensor, dict[str, float]]:
-        losses, parts = [], {"bach_jordan": 0.0, "edge": 0.0}
+        losses, parts = [], {"bach_jordan": 0.0, "edge": 0.0, "local": 0.0}
         for descriptors, labels, pairs in batch:
             features = model(descriptors)
             if method == "local_loss":
@@ -322,6 +334,10 @@ def objective(config: Config, method: str):
                 edge = spectral_edge_objective(features, pairs, labels, config.k)
                 parts["edge"] += float(edge.detach()) / len(batch)
                 loss = loss + config.edge_weight * edge
+            if config.local_weight > 0:
+                local = local_objective(features, pairs, labels)
+                parts["local"] += float(local.detach()) / len(batch)
+                loss = loss + config.local_weight * local
             losses.append(loss)
         metrics = {} if method == "local_loss" else parts
         return torch.stack(losses).mean(), metrics
