@@ -111,8 +111,10 @@ def _problem(torch, m: int, d: int, k: int, dtype):
     return F, labels
 
 
-def _step_function(torch, method: str, k: int, labels):
-    """``F -> loss`` of one method (forward only; the caller differentiates)."""
+def _step_function(torch, method: str, k: int, labels, policy_rtol: float | None = None):
+    """``F -> loss`` of one method (forward only; the caller differentiates); ``policy_rtol``
+    sets the degeneracy tolerance of our methods (``DegeneracyPolicy(rtol=...)``)."""
+    from matbackprop.linalg import DegeneracyPolicy
     from matbackprop.nn import NormalizedCuts
     from matbackprop.nn.functional import ncuts_loss
 
@@ -132,6 +134,8 @@ def _step_function(torch, method: str, k: int, labels):
         "gram": {"solver": "gram"},
         "dense": {"route": "dense"},
     }[method]
+    if policy_rtol is not None:
+        options = {**options, "policy": DegeneracyPolicy(rtol=policy_rtol)}
     layer = NormalizedCuts(k, **options)
     return lambda F: ncuts_loss(layer(F, num_segments=k), labels, num_segments=k)
 
@@ -154,7 +158,7 @@ def _time_worker(args: argparse.Namespace) -> dict:
         }
     F, labels = _problem(torch, args.m, args.d, args.k, getattr(torch, args.dtype))
     F.requires_grad_(True)  # no method writes into F: one copy serves every repeat
-    loss_of = _step_function(torch, args.method, args.k, labels)
+    loss_of = _step_function(torch, args.method, args.k, labels, args.policy_rtol)
 
     def step() -> float:
         F.grad = None
@@ -184,7 +188,8 @@ def _accuracy_worker(args: argparse.Namespace) -> dict:
 
     def gradient(method: str, F):
         F = F.clone().requires_grad_(True)
-        return torch.autograd.grad(_step_function(torch, method, args.k, labels)(F), F)[0]
+        rtol = None if F.dtype == torch.float64 else args.policy_rtol  # the reference: default
+        return torch.autograd.grad(_step_function(torch, method, args.k, labels, rtol)(F), F)[0]
 
     out: dict = {}
     with warnings.catch_warnings():
@@ -204,6 +209,8 @@ def _run_worker(script: Path, cfg: argparse.Namespace, *extra: str) -> dict:
     cmd = [sys.executable, str(script), "--worker", *extra]
     cmd += ["--d", str(cfg.d), "--k", str(cfg.k), "--dtype", cfg.dtype]
     cmd += ["--threads", str(cfg.threads)]
+    if cfg.policy_rtol is not None:
+        cmd += ["--policy-rtol", str(cfg.policy_rtol)]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -293,6 +300,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dense-mem-limit-gib", type=float, default=6.0)
     p.add_argument("--dense-time-limit-s", type=float, default=600.0)
     p.add_argument("--dense-repeats", type=int, default=3, help="timed repeats of the dense route")
+    p.add_argument(
+        "--policy-rtol",
+        type=float,
+        default=None,
+        help="degeneracy tolerance of our methods (DegeneracyPolicy(rtol=...); default per dtype)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     # internal
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -394,6 +407,7 @@ def main(argv: list[str] | None = None) -> dict:
         "config": {
             "sizes": list(sizes),
             "methods": list(methods),
+            "policy_rtol": cfg.policy_rtol,
             "d": cfg.d,
             "k": cfg.k,
             "dtype": cfg.dtype,
