@@ -58,7 +58,8 @@ def eigh_coupling(lam: Tensor, policy: DegeneracyPolicy) -> Tensor:
     Shape ``(..., n, n)``; the diagonal and degenerate pairs are 0 under the ``"zero"`` policy.
     """
     gaps = lam.unsqueeze(-2) - lam.unsqueeze(-1)  # (..., n, n): σⱼ − σᵢ
-    return policy.inverse_gaps(gaps, spectral_scale(lam))
+    straddle = policy.straddles(lam.shape[-1], descending=False, device=lam.device)
+    return policy.inverse_gaps(gaps, spectral_scale(lam), straddle)
 
 
 class _Eigh(torch.autograd.Function):

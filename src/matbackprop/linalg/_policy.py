@@ -21,6 +21,11 @@ Policies
     ``Kᵢⱼ = 1/(σᵢ² − σⱼ²)`` is dropped, the finite ``1/(σᵢ + σⱼ)`` factor is kept.)
     Not covered: ``U f(Σ) Uᵀ`` with ``f`` splitting a tie -- it is invariant *at* the tie but
     its gradient is the limit ``f′(σ)``; use :func:`~matbackprop.linalg.spectral_function`.
+``block`` (with ``"zero"``)
+    For a loss of the projector onto the ``block`` largest eigen-/singular vectors (the top-k
+    embedding of normalized cuts): pairs *straddling* that boundary are no gauge freedom, so
+    they are dropped only at true ties (``64 eps``), not within ``rtol``; dropping them made
+    the float32 gradient of the NCuts layer wrong by O(1) at a gap of 3e-5 (docs/numerics.md).
 ``"lorentzian"``
     ``K̃ᵢⱼ = (σᵢ − σⱼ) / ((σᵢ − σⱼ)² + β²)`` with ``β = broadening · max(|σ|)``: a smooth,
     biased but bounded regularisation (Liao et al., PRX 2019), for losses that are *not*
@@ -41,6 +46,10 @@ import torch
 from torch import Tensor
 
 _DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-4}
+
+#: Pairs straddling a policy's ``block`` boundary count as tied within ``64 eps`` of the
+#: spectral scale: above it the kept coupling amplifies rounding by at most ``1/64``.
+STRADDLE_ULPS = 64
 
 
 def default_rtol(dtype: torch.dtype) -> float:
@@ -71,6 +80,13 @@ class DegeneracyPolicy:
     broadening : float, optional
         Relative Lorentzian width ``β / max|σ|`` (``"lorentzian"``). ``None`` takes the same
         per-dtype default as ``rtol``.
+    block : int, optional
+        The loss sees the eigenvectors only through the projector onto the ``block`` *largest*
+        eigen-/singular values (e.g. the top-k embedding of normalized cuts). A pair that
+        straddles that boundary is no gauge freedom: dropping its coupling makes the gradient
+        wrong by O(1), keeping it costs the rounding noise ``eps/gap``. So under ``"zero"``
+        such pairs are dropped only when tied to within :data:`STRADDLE_ULPS` ``· eps`` of the
+        spectral scale (pairs inside the block, or both outside, still use ``rtol``).
 
     Raises
     ------
@@ -94,10 +110,15 @@ class DegeneracyPolicy:
     mode: Literal["zero", "lorentzian"] = "zero"
     rtol: float | None = None
     broadening: float | None = None
+    block: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("zero", "lorentzian"):
             raise ValueError(f"`mode` must be 'zero' or 'lorentzian', got {self.mode!r}")
+        if self.block is not None and (
+            isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 1
+        ):
+            raise ValueError(f"`block` must be a positive int or None, got {self.block!r}")
         for field in ("rtol", "broadening"):
             value = getattr(self, field)
             if value is not None and not value >= 0:
@@ -109,7 +130,23 @@ class DegeneracyPolicy:
     def resolved_broadening(self, dtype: torch.dtype) -> float:
         return default_rtol(dtype) if self.broadening is None else float(self.broadening)
 
-    def inverse_gaps(self, gaps: Tensor, scale: Tensor) -> Tensor:
+    def straddles(self, n: int, *, descending: bool, device: torch.device) -> Tensor | None:
+        """``(n, n)`` mask of the index pairs on either side of the ``block`` boundary (the
+        ``block`` largest values come first when ``descending``, last otherwise), or None."""
+        if self.block is None or self.mode != "zero" or self.block >= n:
+            return None
+        index = torch.arange(n, device=device)
+        top = index < self.block if descending else index >= n - self.block
+        return top.unsqueeze(-1) != top.unsqueeze(-2)
+
+    def inverse_gaps(
+        self,
+        gaps: Tensor,
+        scale: Tensor,
+        straddle: Tensor | None = None,
+        *,
+        eps: float | None = None,
+    ) -> Tensor:
         """Regularised ``1 / gaps``, elementwise.
 
         Parameters
@@ -119,11 +156,21 @@ class DegeneracyPolicy:
             and always maps to zero.
         scale : Tensor, shape (..., 1, 1)
             Per-matrix scale of ``gaps`` (``max|σ|`` or ``max σ²``), already floored above 0.
+        straddle : Tensor, optional
+            Boolean mask (broadcastable to ``gaps``) of the pairs across a ``block`` boundary
+            (:meth:`straddles`): under ``"zero"`` they are dropped only within
+            ``STRADDLE_ULPS · eps · scale``.
+        eps : float, optional
+            The rounding unit of that tie test (default: of ``gaps.dtype``; a solver that
+            decomposes in float64 what came from float32 data passes float32's).
         """
         if self.mode == "lorentzian":
             beta = self.resolved_broadening(gaps.dtype) * scale
             return gaps / (gaps * gaps + beta * beta).clamp_min(torch.finfo(gaps.dtype).tiny)
         tol = self.resolved_rtol(gaps.dtype) * scale
+        if straddle is not None:  # pairs across the block boundary: only true ties
+            unit = torch.finfo(gaps.dtype).eps if eps is None else eps
+            tol = torch.where(straddle, STRADDLE_ULPS * unit * scale, tol)
         degenerate = gaps.abs() <= tol
         safe = torch.where(degenerate, torch.ones_like(gaps), gaps)
         return torch.where(degenerate, torch.zeros_like(gaps), 1.0 / safe)

@@ -69,7 +69,8 @@ def svd_coupling(S: Tensor, policy: DegeneracyPolicy) -> tuple[Tensor, Tensor, T
     part is a genuine, finite contribution that zeroing all of ``K`` would lose.
     """
     smax = S.amax(dim=-1, keepdim=True).unsqueeze(-1).clamp_min(torch.finfo(S.dtype).tiny)
-    diff_inv = policy.inverse_gaps(S.unsqueeze(-2) - S.unsqueeze(-1), smax)  # 1/(σⱼ − σᵢ)
+    straddle = policy.straddles(S.shape[-1], descending=True, device=S.device)
+    diff_inv = policy.inverse_gaps(S.unsqueeze(-2) - S.unsqueeze(-1), smax, straddle)  # 1/(σⱼ−σᵢ)
     sum_inv = policy.inverse_gaps(S.unsqueeze(-2) + S.unsqueeze(-1), smax)  # 1/(σⱼ + σᵢ)
     sum_inv = sum_inv - torch.diag_embed(torch.diagonal(sum_inv, dim1=-2, dim2=-1))
     S_inv = policy.inverse_values(S.unsqueeze(-1), smax).squeeze(-1)  # (..., k)

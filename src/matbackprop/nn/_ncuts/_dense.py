@@ -17,6 +17,7 @@ from torch import Tensor
 from matbackprop.linalg import DegeneracyPolicy, eigh
 
 from ._affinity import floor_degrees
+from ._lowrank import block_policy
 
 
 def dense_spectrum(
@@ -36,7 +37,7 @@ def dense_spectrum(
     degrees = floor_degrees(affinity.sum(dim=-1), degree_floor, degree_floor_abs)
     s = degrees.rsqrt()
     M = affinity * s.unsqueeze(-1) * s.unsqueeze(-2)
-    lam_all, U = eigh(M, policy=policy, check=False)  # ascending
+    lam_all, U = eigh(M, policy=block_policy(policy, K), check=False)  # ascending
     top = torch.arange(m - 1, m - 1 - K, -1, device=affinity.device)
     n_spec = min(K + 1, m)
     spectrum = lam_all.detach()[..., m - n_spec :].flip(-1)

@@ -34,8 +34,11 @@ This is the SVD backward of Ionescu et al. (2015, Prop. 2) for the left singular
 ``G``, written in the ``d × d`` basis. The couplings ``1/(λᵢ − λⱼ)`` follow the
 :class:`~matbackprop.linalg.DegeneracyPolicy` on the *singular values*, as
 :func:`matbackprop.linalg.svd` does: ``1/(λᵢ − λⱼ) = (1/(σᵢ − σⱼ) + 1/(σᵢ + σⱼ))/(2σᵢ)`` with
-only the first term regularised, so the two solvers are the same function with the same
-gradient, ties included. Then ``s̄ = rowsum(Ḡ ∘ Φ)``, the degrees' gradient (the loss's
+only the first term regularised, and pairs straddling the top-``k`` boundary regularised only
+at true ties (the policy's ``block = k``). A regularised pair enters ``Ĉ`` through the
+antisymmetric part of its coefficient, as it enters the svd's backward only through
+``J − Jᵀ``; so the two solvers are the same function with the same gradient for any tolerance
+(see :func:`_spectral_factors`). Then ``s̄ = rowsum(Ḡ ∘ Φ)``, the degrees' gradient (the loss's
 ``d̃̄`` plus ``−½ s³ s̄``, through the floor as ``torch.maximum``/``clamp_min`` route it), and::
 
     Φ̄ = s ∘ Ḡ + δ̄ cᵀ + 1 (Φᵀδ̄)ᵀ,        F̄ = φ′(F) ∘ Φ̄.
@@ -96,11 +99,18 @@ def _resolved(policy: DegeneracyPolicy, dtype: torch.dtype) -> DegeneracyPolicy:
     )
 
 
-def _spectral_factors(lam: Tensor, K: int, policy: DegeneracyPolicy):
+def _eps(dtype: torch.dtype) -> float:
+    return float(torch.finfo(dtype).eps)
+
+
+def _spectral_factors(lam: Tensor, K: int, policy: DegeneracyPolicy, eps: float):
     """``σ⁻¹`` of the top ``K`` (regularised) and the couplings ``1/(λᵢ − λⱼ)``, ``i < K``.
 
     ``lam (B, d)`` descending, float64. Returns ``sigma_inv (B, K)`` and ``coupling (B, K, d)``
-    with a zero diagonal (the caller sets ``j = i`` itself).
+    with a zero diagonal (the caller sets ``j = i`` itself). The pairs ``j >= K`` straddle the
+    top-``K`` block (the policy's ``block = K``): they are dropped only when tied to within
+    ``STRADDLE_ULPS · eps`` (``eps`` of the features' dtype), as :func:`matbackprop.linalg.svd`
+    does for ``DegeneracyPolicy(block=K)``.
     """
     sigma = lam.clamp_min(0).sqrt()  # (B, d)
     smax = sigma[..., :1].unsqueeze(-1).clamp_min(torch.finfo(sigma.dtype).tiny)  # (B, 1, 1)
@@ -108,10 +118,31 @@ def _spectral_factors(lam: Tensor, K: int, policy: DegeneracyPolicy):
     sigma_inv = policy.inverse_values(sigma_K.unsqueeze(-1), smax).squeeze(-1)  # (B, K)
     a, b = sigma_K.unsqueeze(-1), sigma.unsqueeze(-2)  # (B, K, 1), (B, 1, d)
     # 1/(λᵢ − λⱼ) = (1/(σᵢ − σⱼ) + 1/(σᵢ + σⱼ)) / (2σᵢ), the first factor regularised (svd)
-    diff_inv = policy.inverse_gaps(a - b, smax)
-    coupling = (diff_inv + 1.0 / (a + b).clamp_min(torch.finfo(sigma.dtype).tiny)) * (
-        0.5 * sigma_inv.unsqueeze(-1)
+    straddle = torch.arange(lam.shape[-1], device=lam.device) >= K  # (d,): columns j >= K
+    diff_inv = policy.inverse_gaps(
+        a - b, smax, straddle if policy.mode == "zero" else None, eps=eps
     )
+    # T = 1/(λᵢ − λⱼ) = (1/(σᵢ − σⱼ) + 1/(σᵢ + σⱼ))/(2σᵢ), the coefficient of uⱼuⱼᵀz̄ᵢ in W
+    sum_inv = 1.0 / (a + b).clamp_min(torch.finfo(sigma.dtype).tiny)
+    total = (diff_inv + sum_inv) * (0.5 * sigma_inv.unsqueeze(-1))
+    # A regularised pair (its 1/(σᵢ − σⱼ) dropped or broadened) takes the antisymmetric part
+    # ½(Tᵢⱼ − Tⱼᵢ) = (D(σᵢ + σⱼ) + S(σⱼ − σᵢ))/(4σᵢσⱼ): the svd's backward sees such a pair only
+    # through J − Jᵀ (J = ZᵀZ̄), and in this basis that is the antisymmetric part of T (equal to
+    # T when D is exact). W writes the coefficient as 1/λᵢ (the identity part, from the
+    # null-space projector) plus λⱼcᵢⱼ/λᵢ (through Ĉ), so the coupling is cᵢⱼ = (λᵢT − 1)/λⱼ,
+    # which is T itself for an exact pair (used as such: the identity cancels for small λⱼ).
+    if policy.mode == "zero":
+        regularised = diff_inv == 0
+    else:
+        beta = policy.resolved_broadening(lam.dtype) * smax
+        regularised = (a - b).abs() < 100 * beta
+    regularised = regularised & (b > torch.finfo(sigma.dtype).tiny ** 0.25)
+    sigma_j = torch.where(regularised, b, torch.ones_like(b))
+    antisymmetric = (diff_inv * (a + b) + sum_inv * (b - a)) * (0.25 * sigma_inv.unsqueeze(-1))
+    antisymmetric = antisymmetric / sigma_j
+    lam_i = lam[..., :K].unsqueeze(-1)
+    adjusted = (lam_i * antisymmetric - 1.0) / (sigma_j * sigma_j)
+    coupling = torch.where(regularised, adjusted, total)
     eye = torch.eye(K, lam.shape[-1], dtype=torch.bool, device=lam.device)
     return sigma_inv, coupling.masked_fill(eye, 0.0)
 
@@ -184,7 +215,7 @@ class _GramEigh(torch.autograd.Function):
         s = floored.rsqrt().unsqueeze(-1)  # (B, m, 1)
         lam, V = torch.linalg.eigh(C)
         lam, V = lam.flip(-1), V.flip(-1)  # descending
-        sigma_inv, _ = _spectral_factors(lam, K, _resolved(policy, dtype))
+        sigma_inv, _ = _spectral_factors(lam, K, _resolved(policy, dtype), _eps(dtype))
         W0 = (V[..., :K] * sigma_inv.unsqueeze(-2)).to(dtype)  # V_k Λ_k^-½, (B, d, K)
         Z = F.new_empty(B, m, K)
         for ib, rows, Phi in _phi_blocks(F, nonneg, blocks):
@@ -227,7 +258,7 @@ class _GramEigh(torch.autograd.Function):
             H[ib] += (Phi.mT @ sZ_bar[ib, rows]).to(acc)
         del sZ_bar
         # --- d × d algebra in float64
-        sigma_inv, coupling = _spectral_factors(lam, K, _resolved(ctx.policy, dtype))
+        sigma_inv, coupling = _spectral_factors(lam, K, _resolved(ctx.policy, dtype), _eps(dtype))
         lam_inv = sigma_inv * sigma_inv  # Λ_k⁻¹ (regularised), (B, K)
         V_K = V[..., :K]
         H_t = V.mT @ H  # H̃ = VᵀH, (B, d, K)

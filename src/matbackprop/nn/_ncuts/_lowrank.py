@@ -28,6 +28,7 @@ for any gap the eigengap check lets through (``sqrt(eps₆₄)``).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import torch
@@ -54,6 +55,13 @@ def choose_solver(solver: str, m: int, d: int) -> str:
     return "gram" if m >= GRAM_MIN_ROWS_PER_COLUMN * d else "svd"
 
 
+def block_policy(policy: DegeneracyPolicy | None, K: int) -> DegeneracyPolicy:
+    """``policy`` (default ``DegeneracyPolicy()``) for a loss of the top-``K`` embedding: its
+    ``block`` is ``K``, so pairs straddling the top-``K`` boundary keep their coupling unless
+    truly tied (the Gram solver does the same)."""
+    return dataclasses.replace(policy or DegeneracyPolicy(), block=K)
+
+
 def lowrank_spectrum(
     features: Tensor,
     K: int,
@@ -69,6 +77,6 @@ def lowrank_spectrum(
     """
     degrees = floor_degrees(lowrank_degrees(features), degree_floor, degree_floor_abs)
     G = features * degrees.rsqrt().unsqueeze(-1)  # D^-½ F, (B, m, d)
-    U, S, _ = svd(G, policy=policy, check=False)
+    U, S, _ = svd(G, policy=block_policy(policy, K), check=False)
     lam = S * S  # (B, min(m, d)), descending
     return U[..., :K], lam[..., :K], degrees, lam.detach()

@@ -76,6 +76,9 @@ class NCutsOptions(LayerOptions):
     policy : DegeneracyPolicy, optional
         Degeneracy policy of the SVD/eigh backward; default zero coupling (exact for losses that
         depend on ``Z`` only through ``ZZᵀ``, e.g. :func:`~matbackprop.nn.functional.ncuts_loss`).
+        The layer sets its ``block`` to ``k``: pairs straddling the top-``k`` boundary keep
+        their coupling unless truly tied, so the gradient of such a loss does not depend on
+        ``rtol`` (every route; tested with ``rtol = 0.1``).
     check : bool
         Validate the input values (finiteness; for an affinity also symmetry and sign).
 
