@@ -203,3 +203,23 @@ def test_invalid_gaussian_affinity_inputs():
     with pytest.raises(ValueError, match="`colors` must have the dtype"):
         gaussian_affinity(pos, col.float(), 1.0, 1.0)
     assert gaussian_affinity(pos, col, 1.0, 1.0).shape == (5, 5)
+
+
+@pytest.mark.parametrize("nonneg", ["relu", "softplus", "square", "none"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_gram_solver_rejects_non_finite_features_found_on_its_first_pass(monkeypatch, nonneg, bad):
+    """The Gram solver tests finiteness on the column sums of its first pass (also of F itself:
+    relu and softplus map −inf to 0), in blocks; a huge finite value is no false alarm."""
+    import matbackprop.nn._ncuts._gram as gram
+
+    monkeypatch.setattr(gram, "BLOCK_ELEMENTS", 64)  # several blocks per image
+    F = torch.rand(2, 40, 4, dtype=torch.float32) + 0.1
+    F[1, 37, 2] = bad
+    if nonneg == "none" and bad < 0:
+        match = "non-negative|finite"  # the sign check may see it first
+    else:
+        match = r"`features` must be finite, got 1 non-finite"
+    with pytest.raises(ValueError, match=match):
+        normalized_cuts(F, 2, solver="gram", nonneg=nonneg)
+    F[1, 37, 2] = 3e38 if nonneg != "square" else 1e18  # finite; column sums overflow float32
+    normalized_cuts(F, 2, solver="gram", nonneg=nonneg, check_eigengap=False)

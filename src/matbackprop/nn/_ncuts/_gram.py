@@ -63,6 +63,7 @@ import torch
 from torch import Tensor
 
 from matbackprop.linalg import DegeneracyPolicy
+from matbackprop.validation import check_finite
 
 from ._affinity import (
     Nonneg,
@@ -188,13 +189,21 @@ class _GramEigh(torch.autograd.Function):
         floor_rel: float,
         floor_abs: float | None,
         policy: DegeneracyPolicy,
+        check: bool,
     ):
         B, m, d = F.shape
         dtype, acc = F.dtype, torch.float64
         blocks = list(_blocks(B, m, d))
         c = F.new_zeros(B, 1, d, dtype=acc)  # Φᵀ1: per-block sums accumulated in float64
-        for ib, _, Phi in _phi_blocks(F, nonneg, blocks):
+        # with check, the finiteness of F rides on this pass: a NaN or ±inf makes its column
+        # sum non-finite (φ may map −inf to 0, hence the sums of F itself unless φ = id)
+        raw = F.new_zeros(B, 1, d, dtype=acc) if check and nonneg != "none" else None
+        for ib, rows, Phi in _phi_blocks(F, nonneg, blocks):
             c[ib] += Phi.sum(-2, keepdim=True).to(acc)
+            if raw is not None:
+                raw[ib] += F[ib, rows].sum(-2, keepdim=True).to(acc)
+        if check and not bool(torch.isfinite(c if raw is None else raw).all()):
+            check_finite(F, "features")  # the exact test and message (or an overflowed sum)
         c_w = c.to(dtype).mT  # (B, d, 1)
         # the floor f = max(τ·mean(δ), τ_abs) needs only c, so δ and C share one pass
         floor_abs_value = absolute_degree_floor(dtype, floor_abs)
@@ -231,7 +240,7 @@ class _GramEigh(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-        F, K, nonneg, floor_rel, floor_abs, policy = inputs
+        F, K, nonneg, floor_rel, floor_abs, policy, _ = inputs
         Z, _, floored, spectrum, degrees, floor, c, lam, V = output
         ctx.K, ctx.nonneg, ctx.floor_rel = K, nonneg, floor_rel
         ctx.floor_abs = absolute_degree_floor(F.dtype, floor_abs)
@@ -311,7 +320,7 @@ class _GramEigh(torch.autograd.Function):
             left[..., 2 * K] = degree_bar[ib, rows]
             out = torch.bmm(left, right[ib], out=grad[ib, rows])
             nonneg_backward_(out, F[ib, rows], nonneg)
-        return grad, None, None, None, None, None
+        return grad, None, None, None, None, None, None
 
 
 def gram_spectrum(
@@ -322,15 +331,18 @@ def gram_spectrum(
     degree_floor: float,
     degree_floor_abs: float | None,
     policy: DegeneracyPolicy | None,
+    check: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Top-``K`` eigenpairs of ``D̃^-½ φ(F)φ(F)ᵀ D̃^-½`` for raw ``features (B, m, d)``.
 
     ``φ`` (``nonneg``) is applied inside, block by block. Returns ``Z (B, m, K)`` and
     ``λ (B, K)`` (descending), the floored degrees ``(B, m)`` and the detached descending
-    spectrum ``(B, min(m, d))``, as :func:`~._lowrank.lowrank_spectrum` does.
+    spectrum ``(B, min(m, d))``, as :func:`~._lowrank.lowrank_spectrum` does. ``check``:
+    ``features`` must be finite (ValueError of :func:`~matbackprop.validation.check_finite`),
+    tested on the column sums of the first pass (one host sync, no extra pass).
     """
     policy = _DEFAULT_POLICY if policy is None else policy
     Z, lam, floored, spectrum, *_ = _GramEigh.apply(
-        features, K, nonneg, degree_floor, degree_floor_abs, policy
+        features, K, nonneg, degree_floor, degree_floor_abs, policy, check
     )
     return Z, lam, floored, spectrum

@@ -165,17 +165,19 @@ def normalized_cuts(
         columns=check_num_segments(num_segments),
         check=opts.check,
     )
-    if opts.check:
-        check_finite(features, "features")
     floors: dict[str, Any] = {
         "degree_floor": opts.degree_floor,
         "degree_floor_abs": opts.degree_floor_abs,
     }
     solver = choose_solver(opts.solver, m, d) if opts.route == "lowrank" else None
+    if opts.check and solver != "gram":  # the Gram solver checks on its first pass
+        check_finite(features, "features")
     if solver == "gram":  # the non-negativity map is fused into the solver's passes
         if opts.check:
             check_nonneg_input(features, opts.nonneg)
-        spectrum = gram_spectrum(features, K, nonneg=opts.nonneg, policy=opts.policy, **floors)
+        spectrum = gram_spectrum(
+            features, K, nonneg=opts.nonneg, policy=opts.policy, check=opts.check, **floors
+        )
         # the solver fixes the signs itself; an int k keeps every column
         flags = {"signs_fixed": True, "all_columns_kept": isinstance(k, int)}
         return _finish(*spectrum, k_vec, opts, **flags)
