@@ -38,7 +38,7 @@ def _log_dd(a: Tensor, b: Tensor) -> Tensor:
     # where hi/lo would overflow (only for lo = 0 or denormal: then P is inf, as log is).
     finfo = torch.finfo(a.dtype)
     lo = torch.minimum(a, b)
-    t = torch.sub(a, b).abs_().div_(lo).clamp_(finfo.tiny, finfo.max)
+    t = torch.sub(a, b).abs_().div_(lo).clamp_min_(finfo.tiny).clamp_max_(finfo.max)
     return torch.log1p(t).div_(t).div_(lo)
 
 
