@@ -118,12 +118,12 @@ def _spectral_factors(lam: Tensor, K: int, policy: DegeneracyPolicy, eps: float)
     sigma_K = sigma[..., :K]
     sigma_inv = policy.inverse_values(sigma_K.unsqueeze(-1), smax).squeeze(-1)  # (B, K)
     a, b = sigma_K.unsqueeze(-1), sigma.unsqueeze(-2)  # (B, K, 1), (B, 1, d)
-    # 1/(λᵢ − λⱼ) = (1/(σᵢ − σⱼ) + 1/(σᵢ + σⱼ)) / (2σᵢ), the first factor regularised (svd)
+    # D = 1/(σᵢ − σⱼ) regularised by the policy (as the svd does), S = 1/(σᵢ + σⱼ) exact
     straddle = torch.arange(lam.shape[-1], device=lam.device) >= K  # (d,): columns j >= K
     diff_inv = policy.inverse_gaps(
         a - b, smax, straddle if policy.mode == "zero" else None, eps=eps
     )
-    # T = 1/(λᵢ − λⱼ) = (1/(σᵢ − σⱼ) + 1/(σᵢ + σⱼ))/(2σᵢ), the coefficient of uⱼuⱼᵀz̄ᵢ in W
+    # T = 1/(λᵢ − λⱼ) = (D + S)/(2σᵢ), the coefficient of uⱼuⱼᵀz̄ᵢ in W
     sum_inv = 1.0 / (a + b).clamp_min(torch.finfo(sigma.dtype).tiny)
     total = (diff_inv + sum_inv) * (0.5 * sigma_inv.unsqueeze(-1))
     # A regularised pair (its 1/(σᵢ − σⱼ) dropped or broadened) takes the antisymmetric part
