@@ -47,14 +47,18 @@ def _finish(
     spectrum: Tensor,
     k: Tensor,
     opts: NCutsOptions,
-    **finalize_flags: bool,
+    *,
+    signs_fixed: bool = False,
+    all_columns_kept: bool = False,
 ) -> NCutsResult:
     m = Z.shape[-2]
     gap = relative_eigengaps(spectrum, k, m)
     if opts.check_eigengap:
         rtol = default_eigengap_rtol(Z.dtype) if opts.eigengap_rtol is None else opts.eigengap_rtol
         check_eigengaps(gap, k, rtol, opts.strict, Z.dtype)
-    return finalize(Z, lam, degrees, k, gap, **finalize_flags)
+    return finalize(
+        Z, lam, degrees, k, gap, signs_fixed=signs_fixed, all_columns_kept=all_columns_kept
+    )
 
 
 def normalized_cuts(
@@ -179,8 +183,9 @@ def normalized_cuts(
             features, K, nonneg=opts.nonneg, policy=opts.policy, check=opts.check, **floors
         )
         # the solver fixes the signs itself; an int k keeps every column
-        flags = {"signs_fixed": True, "all_columns_kept": isinstance(k, int)}
-        return _finish(*spectrum, k_vec, opts, **flags)
+        return _finish(
+            *spectrum, k_vec, opts, signs_fixed=True, all_columns_kept=isinstance(k, int)
+        )
     else:
         F = nonnegative_features(features, opts.nonneg, check=opts.check)
         if solver == "svd":
