@@ -96,16 +96,23 @@ MUTANTS = [
     Mutant(
         "DK_no_symmetrization",
         SPECTRAL,
-        "G_tilde = U.mT @ (G + G.mT) @ U",
-        "G_tilde = U.mT @ (2 * G) @ U",
+        "S = G + G.mT  # 2 G_sym",
+        "S = 2 * G  # 2 G_sym",
         why="gradient not in Sym(n)",
+    ),
+    Mutant(
+        "DK_scale_buffered",
+        SPECTRAL,
+        "return torch.matmul(W, U.mT).mul_(0.5)",
+        "return torch.matmul(W, U.mT).mul_(0.55)",
+        why="P×1.1 in the adjoint (the buffered eager path)",
     ),
     Mutant(
         "DK_scale",
         SPECTRAL,
         "return (U @ G_tilde @ U.mT).mul_(0.5)",
         "return (U @ G_tilde @ U.mT).mul_(0.55)",
-        why="P×1.1 in the adjoint",
+        why="P×1.1 in the adjoint (the torch.func / compile path)",
     ),
     Mutant(
         "DK_jvp_scale",
