@@ -258,7 +258,7 @@ class _SpectralFunction(torch.autograd.Function):
             zero = mu.abs() <= definiteness_tolerance(mu)
             mu = torch.where(zero, torch.zeros_like(mu), mu)
         f_mu = _effective(fn, opts).f(mu)
-        if _buffers_allowed() and S.shape == U.shape:  # S is free: it holds U f(Σ)
+        if _buffers_allowed():  # S is free now: it holds U f(Σ)
             return torch.matmul(torch.mul(U, f_mu.unsqueeze(-2), out=S), U.mT), mu, U
         Y = (U * f_mu.unsqueeze(-2)) @ U.mT  # U f(Σ) Uᵀ
         return Y, mu, U

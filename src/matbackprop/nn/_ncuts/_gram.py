@@ -71,6 +71,7 @@ from ._affinity import (
     nonneg_backward_,
     nonneg_map_into,
 )
+from ._lowrank import block_policy
 from ._result import column_signs
 
 #: Elements of ``F`` per streamed block (2 MiB in float32): large enough for efficient
@@ -119,10 +120,9 @@ def _spectral_factors(lam: Tensor, K: int, policy: DegeneracyPolicy, eps: float)
     sigma_inv = policy.inverse_values(sigma_K.unsqueeze(-1), smax).squeeze(-1)  # (B, K)
     a, b = sigma_K.unsqueeze(-1), sigma.unsqueeze(-2)  # (B, K, 1), (B, 1, d)
     # D = 1/(σᵢ − σⱼ) regularised by the policy (as the svd does), S = 1/(σᵢ + σⱼ) exact
-    straddle = torch.arange(lam.shape[-1], device=lam.device) >= K  # (d,): columns j >= K
-    diff_inv = policy.inverse_gaps(
-        a - b, smax, straddle if policy.mode == "zero" else None, eps=eps
-    )
+    straddle = block_policy(policy, K).straddles(lam.shape[-1], descending=True, device=lam.device)
+    straddle = None if straddle is None else straddle[:K]  # rows i < K: the columns j >= K
+    diff_inv = policy.inverse_gaps(a - b, smax, straddle, eps=eps)
     # T = 1/(λᵢ − λⱼ) = (D + S)/(2σᵢ), the coefficient of uⱼuⱼᵀz̄ᵢ in W
     sum_inv = 1.0 / (a + b).clamp_min(torch.finfo(sigma.dtype).tiny)
     total = (diff_inv + sum_inv) * (0.5 * sigma_inv.unsqueeze(-1))

@@ -186,12 +186,11 @@ def normalized_cuts(
         return _finish(
             *spectrum, k_vec, opts, signs_fixed=True, all_columns_kept=isinstance(k, int)
         )
+    F = nonnegative_features(features, opts.nonneg, check=opts.check)
+    if solver == "svd":
+        spectrum = lowrank_spectrum(F, K, policy=opts.policy, **floors)
     else:
-        F = nonnegative_features(features, opts.nonneg, check=opts.check)
-        if solver == "svd":
-            spectrum = lowrank_spectrum(F, K, policy=opts.policy, **floors)
-        else:
-            spectrum = dense_spectrum(F @ F.mT, K, policy=opts.policy, **floors)
+        spectrum = dense_spectrum(F @ F.mT, K, policy=opts.policy, **floors)
     return _finish(*spectrum, k_vec, opts)
 
 

@@ -342,24 +342,35 @@ def ncuts_loss(
     return _reduce(J, k_vec, reduction, normalize)
 
 
-def _projector_distance(
+def _projector_terms(
     Z: Tensor, degrees: Tensor, table: _SegmentTable, labeled: Tensor | None
-) -> Tensor:
-    """``J (B,) = ½(‖Z_LᵀZ_L‖² + r) − Σ_j ‖Σ_{i∈j} √dᵢ Zᵢ‖² / vol_j`` in plain torch ops."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``J (B,) = ½(‖Z_LᵀZ_L‖² + r) − Σ_j ‖Σ_{i∈j} √dᵢ Zᵢ‖² / vol_j`` in plain torch ops, with
+    the pieces its gradient reuses: ``S (bins, K)``, ``vol (bins,)`` (1 for empty bins),
+    ``‖S_j‖²/vol_j (bins,)`` and ``Γ = Z_LᵀZ_L (B, K, K)``."""
     B, m, K = Z.shape
     # Y's columns: Σ_{i∈j} √dᵢ Zᵢ per segment j, and vol_j (ignored nodes fall in no bin).
     sums = table.scatter((Z * degrees.sqrt().unsqueeze(-1)).reshape(B * m, K))  # (bins, K)
-    volumes = table.scatter(degrees.reshape(B * m))  # (bins,)
     present = table.counts > 0
     # empty bins: 0/1 instead of 0/0 (their sums are 0, and nothing flows back through them)
-    per_bin = sums.square().sum(-1) / torch.where(present, volumes, torch.ones_like(volumes))
-    overlap = table.per_image(per_bin)
+    volumes = table.scatter(degrees.reshape(B * m))  # (bins,)
+    volumes = torch.where(present, volumes, torch.ones_like(volumes))
+    per_bin = sums.square().sum(-1) / volumes
     r = table.per_image(present).to(Z.dtype)  # ‖YYᵀ‖² = rank = r
     # ‖Z_LZ_Lᵀ‖² = ‖Z_LᵀZ_L‖² (= k for orthonormal columns and no ignored node); computed
     # rather than assumed, so the formula is exact for any Z and its gradient matches the
     # dense reference even off the Stiefel manifold. O(mK²).
     Z_L = Z if labeled is None else Z * labeled.unsqueeze(-1)
-    return 0.5 * ((Z_L.mT @ Z_L).square().sum(dim=(-2, -1)) + r) - overlap
+    gram = Z_L.mT @ Z_L
+    J = 0.5 * (gram.square().sum(dim=(-2, -1)) + r) - table.per_image(per_bin)
+    return J, sums, volumes, per_bin, gram
+
+
+def _projector_distance(
+    Z: Tensor, degrees: Tensor, table: _SegmentTable, labeled: Tensor | None
+) -> Tensor:
+    """``J (B,)`` of :func:`_projector_terms`, differentiable by plain autograd."""
+    return _projector_terms(Z, degrees, table, labeled)[0]
 
 
 class _ProjectorDistance(torch.autograd.Function):
@@ -377,17 +388,7 @@ class _ProjectorDistance(torch.autograd.Function):
 
     @staticmethod
     def forward(Z: Tensor, degrees: Tensor, table: _SegmentTable, labeled: Tensor | None):
-        B, m, K = Z.shape
-        sqrt_d = degrees.sqrt()
-        sums = table.scatter((Z * sqrt_d.unsqueeze(-1)).reshape(B * m, K))  # (bins, K)
-        volumes = table.scatter(degrees.reshape(B * m))
-        present = table.counts > 0
-        volumes = torch.where(present, volumes, torch.ones_like(volumes))
-        per_bin = sums.square().sum(-1) / volumes
-        Z_L = Z if labeled is None else Z * labeled.unsqueeze(-1)
-        gram = Z_L.mT @ Z_L  # Γ, (B, K, K)
-        r = table.per_image(present).to(Z.dtype)
-        J = 0.5 * (gram.square().sum(dim=(-2, -1)) + r) - table.per_image(per_bin)
+        J, sums, volumes, per_bin, gram = _projector_terms(Z, degrees, table, labeled)
         return J, sums / volumes.unsqueeze(-1), per_bin / volumes, gram
 
     @staticmethod
