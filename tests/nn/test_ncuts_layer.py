@@ -335,3 +335,12 @@ def test_projector_loss_gradient_is_exact_whatever_the_degeneracy_tolerance(rout
         ncuts_loss(result, labels).backward()
         grads.append(X.grad)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-8, atol=1e-10)
+    # and against finite differences, with the huge tolerance
+    policy = DegeneracyPolicy(rtol=0.1)
+    assert gradcheck(
+        lambda X: ncuts_loss(
+            normalized_cuts(X, 3, route=route, solver=solver, nonneg="none", policy=policy),
+            labels,
+        ),
+        (F.clone().requires_grad_(True),),
+    )
