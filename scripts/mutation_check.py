@@ -103,8 +103,8 @@ MUTANTS = [
     Mutant(
         "DK_scale_buffered",
         SPECTRAL,
-        "return torch.matmul(W, U.mT).mul_(0.5)",
-        "return torch.matmul(W, U.mT).mul_(0.55)",
+        "return torch.matmul(W, U.mT, out=S).mul_(0.5)",
+        "return torch.matmul(W, U.mT, out=S).mul_(0.55)",
         why="P×1.1 in the adjoint (the buffered eager path)",
     ),
     Mutant(
@@ -174,22 +174,23 @@ MUTANTS = [
     Mutant(
         "log_dd_unordered",
         MF,
-        "lo = torch.minimum(a, b)",
-        "lo = b",
+        "scale = torch.maximum(a.reciprocal(), b.reciprocal())  # s/lo",
+        "scale = b.reciprocal().expand(a.shape[:-1] + b.shape[-1:]).clone()",
         why="the pair not ordered (t = |a − b|/b: the log1p argument of the old form)",
     ),
     Mutant(
         "log_dd_direct_quotient",
         MF,
-        "return torch.log1p(t).div_(t).div_(lo)",
-        "return (torch.log(torch.maximum(a, b)) - torch.log(lo)) / (torch.maximum(a, b) - lo)",
+        "return t.log1p_().mul_(scale).mul_(inv_s)",
+        "return (torch.log(torch.maximum(a, b)) - torch.log(torch.minimum(a, b))).div_("
+        "(a - b).abs_()).mul_(inv_s)",
         why="the cancelling quotient (log hi − log lo)/(hi − lo) for every pair",
     ),
     Mutant(
         "log_dd_no_tie_floor",
         MF,
-        ".div_(lo).clamp_min_(finfo.tiny)",
-        ".div_(lo).clamp_min_(0.0)",
+        ".mul_(scale).clamp_min_(finfo.eps)",
+        ".mul_(scale).clamp_min_(0.0)",
         why="exact ties 0/0 (the tie mask is gone: the floor makes them f′)",
     ),
     Mutant(

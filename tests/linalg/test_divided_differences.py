@@ -195,3 +195,21 @@ def test_expm_gradient_finite_beyond_exp_overflow_of_the_spread(dtype, lam):
     expected = torch.from_numpy(ref.divided_difference_matrix("exp", lam)).to(dtype)
     assert torch.isfinite(A.grad).all()
     torch.testing.assert_close(A.grad, expected, rtol=64 * torch.finfo(dtype).eps * 700, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [(F32, 1e-35), (F32, 1e-30), (F32, 1e30), (F64, 1e-300), (F64, 1e-280), (F64, 1e290)],
+)
+def test_log_divided_differences_at_extreme_scales(dtype, scale):
+    """``log[a, b]`` is homogeneous of degree −1, so the same relative spectrum at any scale
+    gives the same relative accuracy: exact ties (``1/λ``), near pairs and far pairs of a
+    spectrum whose eigenvalues are all near the bottom (or top) of the dtype's range, against
+    50 digits. (A form dividing by ``t·lo`` with ``t`` floored at ``eps`` would overflow here.)"""
+    rel = [1.0, 1.0, 1.0 + 1e-6, 3.0, 1e3]
+    lam = torch.tensor([scale * r for r in rel], dtype=dtype)
+    P, _ = first_divided_differences(lam, LOG)
+    expected = torch.from_numpy(ref.divided_difference_matrix("log", lam.tolist()))
+    assert torch.isfinite(P).all()
+    rtol = 64 * float(torch.finfo(dtype).eps)
+    torch.testing.assert_close(P.double(), expected, rtol=rtol, atol=0)

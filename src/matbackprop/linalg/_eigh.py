@@ -67,7 +67,9 @@ class _Eigh(torch.autograd.Function):
 
     @staticmethod
     def forward(A: Tensor, policy: DegeneracyPolicy) -> tuple[Tensor, Tensor]:
-        lam, U = symmetric_eigh(sym(A))
+        # sym(A) is exactly symmetric, so its transpose is the same matrix in the column-major
+        # layout LAPACK reads (no transposing copy)
+        lam, U = symmetric_eigh(sym(A).mT)
         return lam, U
 
     @staticmethod

@@ -30,16 +30,25 @@ from ._spectral import SpectralOptions, apply_spectral_function
 
 
 def _log_dd(a: Tensor, b: Tensor) -> Tensor:
-    # Ordered by size, so P is exactly symmetric: lo = min(a, b), t = |a − b|/lo >= 0 and
-    # log[a, b] = log1p(t)/(t·lo). With t >= 0 there is no cancellation anywhere (|a − b| is
-    # exact for near pairs, log1p is accurate on [0, ∞); the old log1p((a − b)/b) form had
-    # t → −1 for far pairs: λ = (1e-17, 1) gave inf). Clamping t to [tiny, max] makes exact
-    # ties give log1p(tiny)/tiny/lo = 1/lo = f′ (no tie mask), and keeps log1p(t)/t finite
-    # where hi/lo would overflow (only for lo = 0 or denormal: then P is inf, as log is).
+    # log[a, b] = log1p(t)/(t·lo) with lo = min(a, b), t = |a − b|/lo >= 0: exactly symmetric,
+    # and no cancellation anywhere (|a − b| is exact for near pairs, log1p is accurate on
+    # [0, ∞); the old log1p((a − b)/b) form had t → −1 for far pairs: λ = (1e-17, 1) gave
+    # inf). t is clamped to [eps, max]: below eps log1p(t)/t is 1 to rounding, so exact ties
+    # give 1/lo = f′ (no tie mask), and log1p(t)/t stays finite where hi/lo would overflow
+    # (only for lo = 0 or denormal: then P is inf, as log is). The pair is scaled by the
+    # largest eigenvalue s first (log[a, b] = log[a/s, b/s]/s), so that s/(t·lo) cannot
+    # overflow for any matrix that is numerically definite, and 1/s is applied last (at a tie
+    # at the bottom of the range 1/(eps·lo) overflows although P = 1/lo does not). Two
+    # (..., n, n) buffers, the second becoming P in place: on a large batch every fresh buffer
+    # costs page faults, about as much as three passes over it.
     finfo = torch.finfo(a.dtype)
-    lo = torch.minimum(a, b)
-    t = torch.sub(a, b).abs_().div_(lo).clamp_min_(finfo.tiny).clamp_max_(finfo.max)
-    return torch.log1p(t).div_(t).div_(lo)
+    inv_s = torch.maximum(a.amax(dim=-2, keepdim=True), b.amax(dim=-1, keepdim=True))
+    inv_s = inv_s.reciprocal_()  # (..., 1, 1)
+    a, b = a * inv_s, b * inv_s  # (..., n, 1), (..., 1, n): cheap
+    scale = torch.maximum(a.reciprocal(), b.reciprocal())  # s/lo
+    t = torch.sub(a, b).abs_().mul_(scale).clamp_min_(finfo.eps).clamp_max_(finfo.max)
+    scale.div_(t)  # s/(t·lo) <= s/(eps·lo)
+    return t.log1p_().mul_(scale).mul_(inv_s)
 
 
 LOG = ScalarFunction(

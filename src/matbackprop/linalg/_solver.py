@@ -119,8 +119,10 @@ def _symmetric_eigh(A: Tensor) -> tuple[Tensor, Tensor]:
         return torch.linalg.eigh(A)
     flat = A.reshape(count, n, n)
     lam = A.new_empty(count, n)
-    U = A.new_empty(count, n, n)
-    # each worker writes its chunk of the results in place (no concatenation afterwards)
+    # Column-major, as LAPACK writes it and torch.linalg.eigh returns it: a row-major `out`
+    # would cost a temporary and a transposing copy per chunk. Each worker writes its chunk of
+    # the results in place (no concatenation afterwards).
+    U = A.new_empty(count, n, n).mT
     chunks = zip(flat.chunk(workers), lam.chunk(workers), U.chunk(workers), strict=True)
     list(_pool(workers).map(lambda c: torch.linalg.eigh(c[0], out=(c[1], c[2])), chunks))
     return lam.reshape(*batch, n), U.reshape(*batch, n, n)

@@ -148,8 +148,8 @@ def daleckii_krein(U: Tensor, P: Tensor, G: Tensor) -> Tensor:
     """``U (P ∘ (Uᵀ G_sym U)) Uᵀ``: the Fréchet derivative of ``F`` applied to ``G``.
 
     Four batched ``n³`` products. Two ``(..., n, n)`` work buffers are reused for the
-    intermediate products (each fresh buffer of a large batch costs page faults, as much as a
-    pass over it), and the ½ of ``G_sym`` rides on the last product.
+    intermediate products and the result (each fresh buffer of a large batch costs page
+    faults, as much as a pass over it), and the ½ of ``G_sym`` rides on the last product.
     """
     S = G + G.mT  # 2 G_sym
     if not _buffers_allowed():
@@ -159,7 +159,7 @@ def daleckii_krein(U: Tensor, P: Tensor, G: Tensor) -> Tensor:
     torch.matmul(U.mT, W, out=S)  # 2 Uᵀ G_sym U
     S.mul_(P)
     torch.matmul(U, S, out=W)
-    return torch.matmul(W, U.mT).mul_(0.5)
+    return torch.matmul(W, U.mT, out=S).mul_(0.5)
 
 
 def second_order_adjoint(
@@ -249,7 +249,9 @@ class _SpectralFunction(torch.autograd.Function):
             # Shift before decomposing: LAPACK on the singular FᵀF (denormals, slow or failing
             # convergence in float32) is avoided, and U is the same.
             S.diagonal(dim1=-2, dim2=-1).add_(2 * opts.eps)
-        mu, U = symmetric_eigh(S)
+        # S is exactly symmetric (a + b == b + a in floating point), so its transpose is the
+        # same matrix in the column-major layout LAPACK reads: no transposing copy.
+        mu, U = symmetric_eigh(S.mT)
         mu = 0.5 * mu  # eigenvalues of sym(A) + εI
         if fn.domain == DOMAIN_PSD:
             # Numerical zeros (|μ| within rounding of the scale, either sign) are exactly 0:
@@ -258,8 +260,9 @@ class _SpectralFunction(torch.autograd.Function):
             zero = mu.abs() <= definiteness_tolerance(mu)
             mu = torch.where(zero, torch.zeros_like(mu), mu)
         f_mu = _effective(fn, opts).f(mu)
-        if _buffers_allowed():  # S is free now: it holds U f(Σ)
-            return torch.matmul(torch.mul(U, f_mu.unsqueeze(-2), out=S), U.mT), mu, U
+        if _buffers_allowed():  # S is free now: it holds U f(Σ), in U's layout
+            U_f = torch.mul(U, f_mu.unsqueeze(-2), out=S if U.is_contiguous() else S.mT)
+            return torch.matmul(U_f, U.mT), mu, U
         Y = (U * f_mu.unsqueeze(-2)) @ U.mT  # U f(Σ) Uᵀ
         return Y, mu, U
 
