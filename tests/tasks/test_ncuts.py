@@ -143,7 +143,7 @@ def test_objectives_differ_only_where_the_method_says(trained):
     from matbackprop.train import apply_overrides
 
     task = get_task("ncuts")
-    config = apply_overrides(task.Config(), ["feature_dim=8", "hidden=8", "k=4"])
+    config = apply_overrides(task.Config(), ["feature_dim=8", "hidden=8", "k=4", "edge_weight=0"])
     torch.manual_seed(0)
     F = torch.rand(12, 8, dtype=torch.float64) + 0.1
     labels = torch.tensor([0] * 6 + [1] * 6)

@@ -14,9 +14,10 @@ benchmark protocol (99 thresholds on the ucm2):
   (class-balanced BCE of the cosine affinity of adjacent superpixels,
   :func:`~matbackprop.models.local_objective`): no eigendecomposition in training;
 - ``deep_ncuts``: the head trained *through the NCuts layer* with the Bach–Jordan loss
-  (:func:`~matbackprop.models.bach_jordan_objective`; plus ``edge_weight`` times
-  :func:`~matbackprop.models.spectral_edge_objective`, the same pairwise objective on the
-  layer's row-normalized eigenvectors, which is what the decoder reads; and ``local_weight``
+  (:func:`~matbackprop.models.bach_jordan_objective`) plus ``edge_weight`` (default 10,
+  chosen on val) times :func:`~matbackprop.models.spectral_edge_objective`, the same pairwise
+  objective as ``local_loss`` but on the layer's row-normalized eigenvectors, which is what the
+  decoder reads, so that both terms train through the eigendecomposition; and ``local_weight``
   times the ``local_loss`` objective, which makes DeepNCuts the local objective *plus* the
   global one).
 
@@ -164,7 +165,7 @@ class Config:
     feature_dim: Annotated[int, _POSITIVE] = 64
     hidden: Annotated[int, Range(ge=0)] = 256
     max_segments: Annotated[int, _POSITIVE] = 16
-    edge_weight: Annotated[float, Range(ge=0)] = 0.0
+    edge_weight: Annotated[float, Range(ge=0)] = 10.0  # chosen on val: configs/ncuts_bsds.toml
     local_weight: Annotated[float, Range(ge=0)] = 0.0
     # decoding
     k: Annotated[int, _POSITIVE] = 8
