@@ -15,7 +15,8 @@ Each form is exactly symmetric in ``(a, b)``. The ``log1p`` arguments are ``t >=
 −1, which lost every digit of the old ``log1p((a − b)/b)`` for far pairs), the power form is
 chosen by the ratio ``hi/lo``, and the ``exp`` form cannot overflow unless ``exp(hi)`` does. The
 log, square-root and inverse-square-root forms are also exact at ties (``exact_at_ties``), so
-their ``P`` costs no tie mask: the log form is one ``log1p`` and six cheap passes per entry.
+their ``P`` costs no tie mask: the log form is one ``log1p`` and eight cheap in-place passes
+over two buffers.
 """
 
 from __future__ import annotations
