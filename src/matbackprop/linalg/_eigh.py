@@ -67,9 +67,7 @@ class _Eigh(torch.autograd.Function):
 
     @staticmethod
     def forward(A: Tensor, policy: DegeneracyPolicy) -> tuple[Tensor, Tensor]:
-        # sym(A) is exactly symmetric, so its transpose is the same matrix in the column-major
-        # layout LAPACK reads (no transposing copy)
-        lam, U = symmetric_eigh(sym(A).mT)
+        lam, U = symmetric_eigh(sym(A), exactly_symmetric=True)
         return lam, U
 
     @staticmethod

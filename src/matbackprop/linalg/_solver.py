@@ -78,13 +78,17 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     )
 
 
-def symmetric_eigh(A: Tensor) -> tuple[Tensor, Tensor]:
+def symmetric_eigh(A: Tensor, *, exactly_symmetric: bool = False) -> tuple[Tensor, Tensor]:
     """Eigenvalues (ascending) and orthonormal eigenvectors of symmetric ``A (..., n, n)``.
 
     Reads the lower triangle, like :func:`torch.linalg.eigh`. No gradient tracking. If LAPACK
     fails to converge in float32 (it happens on badly scaled, zero-padded Gram matrices), the
-    decomposition is retried in float64 with a ``RuntimeWarning``.
+    decomposition is retried in float64 with a ``RuntimeWarning``. ``exactly_symmetric``: the
+    caller guarantees ``A == Aᵀ`` bit for bit (e.g. ``A + Aᵀ``), so ``Aᵀ`` is decomposed
+    instead: the same matrix in the column-major layout LAPACK reads (no transposing copy).
     """
+    if exactly_symmetric:
+        A = A.mT
     try:
         return _symmetric_eigh(A)
     except torch.linalg.LinAlgError:

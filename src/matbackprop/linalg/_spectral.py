@@ -249,9 +249,7 @@ class _SpectralFunction(torch.autograd.Function):
             # Shift before decomposing: LAPACK on the singular FᵀF (denormals, slow or failing
             # convergence in float32) is avoided, and U is the same.
             S.diagonal(dim1=-2, dim2=-1).add_(2 * opts.eps)
-        # S is exactly symmetric (a + b == b + a in floating point), so its transpose is the
-        # same matrix in the column-major layout LAPACK reads: no transposing copy.
-        mu, U = symmetric_eigh(S.mT)
+        mu, U = symmetric_eigh(S, exactly_symmetric=True)  # a + b == b + a in floating point
         mu = 0.5 * mu  # eigenvalues of sym(A) + εI
         if fn.domain == DOMAIN_PSD:
             # Numerical zeros (|μ| within rounding of the scale, either sign) are exactly 0:
