@@ -4,8 +4,9 @@
 
     top-k eigenvectors Z of M = D^-½ W D^-½ (m × k)
         ─► row-normalized embedding xᵢ = Zᵢ,:k / ‖Zᵢ,:k‖          (Ng, Jordan & Weiss 2002)
-        ─► greedy merging of adjacent superpixels by mean boundary strength ‖xᵢ − xⱼ‖
-           (OWT-UCM, Arbeláez et al. 2011, Sec. 4.2)
+        ─► greedy merging of adjacent regions A, B by
+           δ(A, B) = α · mean_{∂AB} ‖xᵢ − xⱼ‖ + (1 − α) · ‖x̄_A − x̄_B‖
+           (α = 1: mean boundary strength, OWT-UCM, Arbeláez et al. 2011, Sec. 4.2)
         ─► heights / last merge ("max" calibration), quantized to ``levels`` values
         ─► ucm2 (double size, values in [0, 1]) and its nested levels, coarse to fine
 """
@@ -68,11 +69,15 @@ class UCMDecoder:
     calibration : {"max", "exp"}
         Heights to ``[0, 1]``: ``(h / h_max)^scale`` per image, or ``1 − exp(−h / scale)``.
     scale : float
+    alpha : float in [0, 1]
+        Merge criterion of :func:`~matbackprop.nn.functional.agglomerate`: weight of the mean
+        boundary strength against the distance of the region means (1: boundary only).
 
     Raises
     ------
     ValueError
-        For a non-positive ``k``, ``levels`` or ``scale`` or an unknown calibration.
+        For a non-positive ``k``, ``levels`` or ``scale``, an ``alpha`` outside [0, 1] or an
+        unknown calibration.
 
     Examples
     --------
@@ -86,9 +91,10 @@ class UCMDecoder:
     """
 
     k: int = 8
-    levels: int | None = 16
+    levels: int | None = 32
     calibration: Literal["max", "exp"] = "max"
     scale: float = 1.0
+    alpha: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("k", "levels"):
@@ -105,6 +111,12 @@ class UCMDecoder:
             or not (self.scale > 0)
         ):
             raise ValueError(f"`scale` must be a positive number, got {self.scale!r}")
+        if (
+            isinstance(self.alpha, bool)
+            or not isinstance(self.alpha, int | float)
+            or not (0 <= self.alpha <= 1)
+        ):
+            raise ValueError(f"`alpha` must be a number in [0, 1], got {self.alpha!r}")
 
     def ucm2(self, Z: Tensor, node_index: Tensor) -> Tensor:
         """``ucm2 (2H+1, 2W+1)`` of one image from its eigenvectors ``Z (m, K)`` on the
@@ -114,7 +126,12 @@ class UCMDecoder:
             raise ValueError(f"`Z` must have shape (m, K), got {shape}")
         x = spectral_node_embedding(Z, k=min(self.k, Z.shape[1]))
         return ultrametric_contour_map(
-            node_index.cpu(), x, calibration=self.calibration, scale=self.scale, levels=self.levels
+            node_index.cpu(),
+            x,
+            calibration=self.calibration,
+            scale=self.scale,
+            levels=self.levels,
+            alpha=self.alpha,
         )
 
     def hierarchy(self, Z: Tensor, node_index: Tensor) -> Hierarchy:

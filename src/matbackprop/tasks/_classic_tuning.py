@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from matbackprop.models import ClassicLabNCuts, UCMDecoder
+from matbackprop.models import ClassicLabNCuts
 
 from ._segmentation import benchmark_entry
 from ._ucm_benchmark import UCMBenchmark
@@ -60,7 +60,7 @@ def tune_classic(config: Any, run_dir: Path, load_images: Callable[[], Any], nod
                         for s, e in zip(images.samples, images.entries, strict=True)
                     ]
                     for k in config.classic_k:
-                        decoder = UCMDecoder(k=k, levels=config.levels)
+                        decoder = config.decoder_for(k)
                         ucms = [
                             decoder.ucm2(Z, e.node_index)
                             for Z, e in zip(spectra, images.entries, strict=True)
@@ -101,6 +101,6 @@ def read_classic(config: Any, run_dir: Path) -> ClassicLabNCuts:
         p["sigma_lab"],
         p["sigma_xy"],
         p["radius"],
-        decoder=UCMDecoder(k=int(p["k"]), levels=config.levels),
+        decoder=config.decoder_for(int(p["k"])),
         superpixels=config.nodes,
     )

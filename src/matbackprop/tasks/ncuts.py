@@ -2,7 +2,7 @@
 
 Every method uses the same nodes (SLIC superpixels at full resolution), the same decoding
 (:class:`~matbackprop.models.UCMDecoder`: top-k NCuts eigenvectors → row-normalized embedding →
-greedy merging by mean boundary strength → ucm2 with 16 levels) and is scored with the official
+greedy merging by mean boundary strength → ucm2 with 32 levels) and is scored with the official
 benchmark protocol (99 thresholds on the ucm2):
 
 - ``classic_ncuts``: Shi–Malik NCuts on mean Lab colour and centroid with a radius-limited
@@ -169,7 +169,8 @@ class Config:
     local_weight: Annotated[float, Range(ge=0)] = 0.0
     # decoding
     k: Annotated[int, _POSITIVE] = 8
-    levels: Annotated[int, _POSITIVE] = 16
+    levels: Annotated[int, _POSITIVE] = 32
+    merge_alpha: Annotated[float, Range(ge=0, le=1)] = 1.0  # UCMDecoder.alpha
     # classic baseline grid (covering ODS on tune_images training images)
     tune_images: Annotated[int, _POSITIVE] = 40
     classic_sigma_lab: list[Annotated[float, Range(gt=0)]] = field(
@@ -217,7 +218,11 @@ class Config:
 
     @property
     def decoder(self) -> UCMDecoder:
-        return UCMDecoder(k=self.k, levels=self.levels)
+        return self.decoder_for(self.k)
+
+    def decoder_for(self, k: int) -> UCMDecoder:
+        """The shared decoder (``levels``, ``merge_alpha``) reading ``k`` eigenvectors."""
+        return UCMDecoder(k=k, levels=self.levels, alpha=self.merge_alpha)
 
     def root(self) -> Path:
         root = self.data_root if self.data_root is not None else default_bsds_root()
@@ -260,7 +265,7 @@ def build_model(config: Config, method: str, *, pretrained: bool = True) -> Any:
             config.classic_sigma_lab[0],
             config.classic_sigma_xy[0],
             config.classic_radius[0],
-            decoder=UCMDecoder(k=config.classic_k[0], levels=config.levels),
+            decoder=config.decoder_for(config.classic_k[0]),
             superpixels=config.nodes,
         )
     if method not in METHODS:
