@@ -1,9 +1,11 @@
 """matbackprop.validation: the shared checks, on the inputs where a cheap check could be wrong."""
 
+import re
+
 import pytest
 import torch
 
-from matbackprop.validation import check_finite
+from matbackprop.validation import check_finite, check_number
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
@@ -38,3 +40,20 @@ def test_check_finite_other_dtypes():
     check_finite(torch.empty(0, 3), "x")
     with pytest.raises(ValueError, match="got 1 non-finite"):
         check_finite(torch.tensor([1 + 1j, complex(float("nan"), 0)]), "x")
+
+
+@pytest.mark.parametrize(
+    "kwargs, value, message",
+    [
+        ({"minimum": 0, "maximum": 1}, 1.5, "`x` must be a finite number in [0, 1], got 1.5"),
+        ({"minimum": 0, "maximum": 1}, -0.5, "`x` must be a finite number in [0, 1], got -0.5"),
+        ({"maximum": 2}, 3, "`x` must be a finite number <= 2, got 3"),
+        ({"minimum": 0, "maximum": 1}, float("nan"), "`x` must be a finite number in [0, 1]"),
+        ({"minimum": 0, "maximum": 1}, True, "`x` must be a finite number in [0, 1]"),
+    ],
+)
+def test_check_number_bounds(kwargs, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_number(value, "x", **kwargs)
+    assert check_number(kwargs.get("minimum", 0), "x", **kwargs) == kwargs.get("minimum", 0)
+    assert check_number(kwargs["maximum"], "x", **kwargs) == kwargs["maximum"]

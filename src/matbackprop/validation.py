@@ -464,6 +464,7 @@ def check_number(
     name: str,
     *,
     minimum: float | None = ...,
+    maximum: float | None = ...,
     positive: bool = ...,
     nonzero: bool = ...,
     allow_none: Literal[False] = ...,
@@ -474,6 +475,7 @@ def check_number(
     name: str,
     *,
     minimum: float | None = ...,
+    maximum: float | None = ...,
     positive: bool = ...,
     nonzero: bool = ...,
     allow_none: bool,
@@ -483,15 +485,17 @@ def check_number(
     name: str,
     *,
     minimum: float | None = None,
+    maximum: float | None = None,
     positive: bool = False,
     nonzero: bool = False,
     allow_none: bool = False,
 ) -> float | None:
     """A finite real option (not a bool), returned as ``float``.
 
-    ``minimum``: ``value >= minimum``; ``positive``: ``value > 0``; ``nonzero``: ``value != 0``;
-    ``allow_none``: ``None`` passes (and is returned). Messages read "`name` must be a finite
-    number >= 0", "... > 0", "... non-zero number" (or "... or None").
+    ``minimum``: ``value >= minimum``; ``maximum``: ``value <= maximum``; ``positive``:
+    ``value > 0``; ``nonzero``: ``value != 0``; ``allow_none``: ``None`` passes (and is
+    returned). Messages read "`name` must be a finite number >= 0", "... in [0, 1]" (both
+    bounds), "... <= 1", "... > 0", "... non-zero number" (or "... or None").
 
     Examples
     --------
@@ -502,6 +506,10 @@ def check_number(
     Traceback (most recent call last):
     ...
     ValueError: `eps` must be a finite number >= 0, got inf
+    >>> check_number(1.5, "alpha", minimum=0, maximum=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: `alpha` must be a finite number in [0, 1], got 1.5
     """
     if value is None and allow_none:
         return None
@@ -511,11 +519,17 @@ def check_number(
         ok = number > 0
     if ok and minimum is not None:
         ok = number >= minimum
+    if ok and maximum is not None:
+        ok = number <= maximum
     if ok and nonzero:
         ok = number != 0
     if not ok:
         if positive:
             want = "a finite number > 0"
+        elif minimum is not None and maximum is not None:
+            want = f"a finite number in [{minimum:g}, {maximum:g}]"
+        elif maximum is not None:
+            want = f"a finite number <= {maximum:g}"
         elif minimum is not None:
             want = f"a finite number >= {minimum:g}"
         elif nonzero:

@@ -19,6 +19,7 @@ from typing import Literal, NamedTuple
 from torch import Tensor
 
 from matbackprop.nn.functional import spectral_node_embedding, ucm2_levels, ultrametric_contour_map
+from matbackprop.validation import check_number
 
 __all__ = ["Hierarchy", "UCMDecoder"]
 
@@ -111,12 +112,7 @@ class UCMDecoder:
             or not (self.scale > 0)
         ):
             raise ValueError(f"`scale` must be a positive number, got {self.scale!r}")
-        if (
-            isinstance(self.alpha, bool)
-            or not isinstance(self.alpha, int | float)
-            or not (0 <= self.alpha <= 1)
-        ):
-            raise ValueError(f"`alpha` must be a number in [0, 1], got {self.alpha!r}")
+        check_number(self.alpha, "alpha", minimum=0, maximum=1)
 
     def ucm2(self, Z: Tensor, node_index: Tensor) -> Tensor:
         """``ucm2 (2H+1, 2W+1)`` of one image from its eigenvectors ``Z (m, K)`` on the
