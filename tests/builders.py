@@ -1,4 +1,5 @@
-"""Known-answer builders and tolerances shared by all tests (matrices, conv features, region masks).
+"""Known-answer builders and tolerances shared by all tests (matrices, conv features, region masks,
+superpixel maps).
 
 Every builder returns symmetric matrices with a *known* spectrum, so tests can state exactly
 what is degenerate: ``with_spectrum(λ) = Q diag(λ) Qᵀ`` with a seeded random orthogonal ``Q``.
@@ -6,6 +7,7 @@ what is degenerate: ``with_spectrum(λ) = Q diag(λ) Qᵀ`` with a seeded random
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -109,3 +111,18 @@ def region_masks(B=2, H=4, W=5, *, dtype=F64) -> Tensor:
     masks[:, 2] = 0.1 + torch.rand(B, H, W, generator=g, dtype=dtype)  # soft, full support
     masks[:, 3, : H // 2] = 1.0  # half image (10 pixels)
     return masks
+
+
+def random_superpixels(seed: int, H: int = 18, W: int = 22, S: int = 14) -> torch.Tensor:
+    """A Voronoi partition (connected cells), relabelled 0 .. S'-1."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(S, 2, generator=g) * torch.tensor([H, W])
+    ys, xs = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    d = (torch.stack([ys, xs], -1).reshape(-1, 1, 2) - centres).square().sum(-1)
+    from skimage.measure import label
+
+    cells = d.argmin(1).reshape(H, W).numpy()
+    # pixel-sampled Voronoi cells can fall apart: one superpixel per connected piece
+    pieces = label(cells, background=-1, connectivity=1)
+    _, idx = np.unique(pieces, return_inverse=True)
+    return torch.from_numpy(idx.reshape(H, W).astype(np.int64))

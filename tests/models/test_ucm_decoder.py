@@ -7,7 +7,8 @@ import torch
 
 from matbackprop.models import UCMDecoder
 from matbackprop.nn.functional import spectral_node_embedding, ultrametric_contour_map
-from tests.nn.test_ncuts_ucm import random_superpixels
+
+from ..builders import random_superpixels
 
 
 def _eigenvectors(node_index: torch.Tensor, k: int, seed: int) -> torch.Tensor:

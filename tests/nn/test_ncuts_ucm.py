@@ -20,27 +20,14 @@ from matbackprop.nn.functional import (
     ultrametric_contour_map,
 )
 
+from ..builders import random_superpixels
+
 F64 = torch.float64
 
 
 def chain_map() -> torch.Tensor:
     """Four vertical stripes 0 | 1 | 2 | 3 of widths 2, 3, 2, 1 on a 4-row image."""
     return torch.tensor([0, 0, 1, 1, 1, 2, 2, 3]).repeat(4, 1)
-
-
-def random_superpixels(seed: int, H: int = 18, W: int = 22, S: int = 14) -> torch.Tensor:
-    """A Voronoi partition (connected cells), relabelled 0 .. S'-1."""
-    g = torch.Generator().manual_seed(seed)
-    centres = torch.rand(S, 2, generator=g) * torch.tensor([H, W])
-    ys, xs = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
-    d = (torch.stack([ys, xs], -1).reshape(-1, 1, 2) - centres).square().sum(-1)
-    from skimage.measure import label
-
-    cells = d.argmin(1).reshape(H, W).numpy()
-    # pixel-sampled Voronoi cells can fall apart: one superpixel per connected piece
-    pieces = label(cells, background=-1, connectivity=1)
-    _, idx = np.unique(pieces, return_inverse=True)
-    return torch.from_numpy(idx.reshape(H, W).astype(np.int64))
 
 
 def same_partition(a, b) -> bool:
