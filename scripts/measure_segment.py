@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 python scripts/measure_segment.py [IMAGE_OR_FOLDER ...] [--limit 4]
 
 Default images: the first ``--limit`` BSDS500 val images (481×321). Prints, per image, SLIC,
-descriptors (Lite0 taps pooled per superpixel), head + NCuts, merging into the ucm2, its levels,
+descriptors and head (Lite0 taps pooled per superpixel, of the image and of its mirror when the
+model's ``views`` is 2), NCuts, merging into the ucm2, its levels,
 and the whole of :func:`matbackprop.tasks.segment_image`.
 """
 
@@ -37,11 +38,11 @@ def main() -> None:
         times["slic"] = time.perf_counter() - start
         with torch.no_grad(), quiet_eigengaps():
             start = time.perf_counter()
-            x = model.encoder(image, index)
-            times["descriptors"] = time.perf_counter() - start
+            features = model.node_features(image, index)
+            times["descriptors+head"] = time.perf_counter() - start
             start = time.perf_counter()
-            Z = model.embed(model(x)).Z[0].cpu()
-            times["head+ncuts"] = time.perf_counter() - start
+            Z = model.embed(features).Z[0].cpu()
+            times["ncuts"] = time.perf_counter() - start
         start = time.perf_counter()
         u = model.decoder.ucm2(Z, index)
         times["ucm2"] = time.perf_counter() - start

@@ -3,7 +3,8 @@
 Every method of the ``ncuts`` task shares the same nodes (SLIC superpixels at full resolution)
 and the same decoding, :class:`UCMDecoder`::
 
-    node features F (m × d) ─ NCuts layer ─► top-k eigenvectors Z of M = D^-½ FFᵀ D^-½
+    node features F (m × d; [F₁ F₂]/√2 with the mirrored view) ─ NCuts layer
+        ─► top-k eigenvectors Z of M = D^-½ FFᵀ D^-½
         ─► row-normalized embedding xᵢ = Zᵢ,:k / ‖Zᵢ,:k‖          (Ng, Jordan & Weiss 2002)
         ─► greedy merging of adjacent regions by mean boundary strength ‖xᵢ − xⱼ‖ (OWT-UCM)
         ─► heights / last merge ("max" calibration), quantized to ``levels`` values
@@ -111,6 +112,11 @@ class HypercolumnNCuts(nn.Module):
     superpixels : NodeSpec
         How :meth:`segment_hierarchy` cuts an image into nodes when it is given none (SLIC at
         the image's resolution).
+    views : int
+        Test-time views of an image: 1 (the image) or 2 (also its left-right mirror, the
+        training augmentation). With ``V`` views the affinity is their mean,
+        ``W = (1/V) Σᵥ Fᵥ Fᵥᵀ``, written as the low-rank ``W = F Fᵀ`` with
+        ``F = [F₁ … F_V] / √V`` (``m × Vd``; see :meth:`features_of_views`).
 
     Notes
     -----
@@ -138,8 +144,11 @@ class HypercolumnNCuts(nn.Module):
         *,
         decoder: UCMDecoder | None = None,
         superpixels: NodeSpec | None = None,
+        views: int = 1,
     ) -> None:
         super().__init__()
+        if isinstance(views, bool) or views not in (1, 2):
+            raise ValueError(f"`views` must be 1 or 2, got {views!r}")
         if not isinstance(encoder, HypercolumnEncoder):
             raise ValueError(
                 f"`encoder` must be a HypercolumnEncoder, got {type(encoder).__name__}"
@@ -151,14 +160,35 @@ class HypercolumnNCuts(nn.Module):
         self.decoder = decoder or UCMDecoder()
         self.superpixels = superpixels or NodeSpec("slic", n_segments=600, compactness=10.0)
         self.ncuts = _ncuts_layer()
+        self.views = views
 
     def forward(self, descriptors: Tensor) -> Tensor:
         """Node features ``F = head(x)`` of descriptors ``(m, D)``, float64."""
         return self.head(descriptors).to(torch.float64)
 
+    def features_of_views(self, descriptors: Sequence[Tensor]) -> Tensor:
+        """``F = [head(x₁) … head(x_V)] / √V`` of the first :attr:`views` descriptor views.
+
+        ``descriptors[v]`` ``(m, D)`` describes the same nodes in view ``v`` (view 1: the
+        mirrored image and node map, as :class:`~matbackprop.tasks` caches them), so
+        ``FFᵀ = (1/V) Σᵥ head(xᵥ) head(xᵥ)ᵀ``: the mean affinity, still of rank ``<= Vd``.
+        """
+        if len(descriptors) < self.views:
+            raise ValueError(
+                f"`descriptors` must hold at least {self.views} views, got {len(descriptors)}"
+            )
+        features = [self(x) for x in descriptors[: self.views]]
+        if len(features) == 1:
+            return features[0]
+        return torch.cat(features, dim=1) / len(features) ** 0.5
+
     def node_features(self, image: Tensor, node_index: Tensor) -> Tensor:
-        """``F (m, d)`` of one image ``(3, H, W)`` with superpixels ``(H, W)``."""
-        return self(self.encoder(image, node_index))
+        """``F`` of one image ``(3, H, W)`` with superpixels ``(H, W)``: ``(m, d)``, or
+        ``(m, 2d)`` with ``views = 2`` (the image and its mirror, :meth:`features_of_views`)."""
+        descriptors = [self.encoder(image, node_index)]
+        if self.views == 2:
+            descriptors.append(self.encoder(image.flip(-1), node_index.flip(-1)))
+        return self.features_of_views(descriptors)
 
     def embed(self, features: Tensor, k: int | None = None) -> NCutsResult:
         """Top-``k`` (default ``decoder.k``) eigenvectors of ``D^-½ FFᵀ D^-½`` (batch of one)."""

@@ -15,7 +15,8 @@ image is processed once and stored in ``<cache_dir>/<split>/<image id>.pt``:
     the ``(E, 2)`` adjacent superpixel pairs (:func:`~matbackprop.nn.functional.region_adjacency`);
 ``settings``
     what the entry depends on (superpixels, compactness, taps, views, format version); an entry
-    with other settings is recomputed, never reused.
+    with other settings is recomputed, never reused, except that an entry with more views
+    serves a request for fewer (its first views).
 
 Timings (seconds per piece: ``slic``, ``descriptors``) of the images computed in this process
 are kept in :attr:`NodeCache.timings`.
@@ -88,11 +89,11 @@ class NodeCache:
         settings = self.settings(views)
         if path.is_file():
             stored = torch.load(path, weights_only=True)
-            if stored.get("settings") == settings:
+            if _serves(stored.get("settings"), settings):
                 return NodeEntry(
                     sample.image_id,
                     stored["node_index"].long(),
-                    stored["descriptors"],
+                    stored["descriptors"][:views],
                     stored["labels"],
                     stored["pairs"],
                 )
@@ -135,6 +136,14 @@ class NodeCache:
             annotator_node_labels(sample.segmentations, node_index),
             region_adjacency(node_index).pairs,
         )
+
+
+def _serves(stored: Any, wanted: dict[str, Any]) -> bool:
+    """Whether an entry stored with settings ``stored`` answers a request for ``wanted``: the
+    same settings, with at least as many views."""
+    if not isinstance(stored, dict) or stored.get("views", 0) < wanted["views"]:
+        return False
+    return {**stored, "views": wanted["views"]} == wanted
 
 
 class CachedNodeItems(torch.utils.data.Dataset):

@@ -21,6 +21,11 @@ benchmark protocol (99 thresholds on the ucm2):
   times the ``local_loss`` objective, which makes DeepNCuts the local objective *plus* the
   global one).
 
+At test time the three hypercolumn methods see each image twice, as it is and mirrored (the
+training augmentation), and average the two affinities (``eval_views = 2``,
+:meth:`~matbackprop.models.HypercolumnNCuts.features_of_views`: ``W = ½(F₁F₁ᵀ + F₂F₂ᵀ)``, still
+low rank); ``classic_ncuts`` is left as it is.
+
 The two trained methods share everything else: the frozen descriptors, the head
 (:class:`~matbackprop.models.NodeHead`), the optimizer, schedule, steps and batch. Descriptors are
 cached per image (``cache_dir``, :mod:`matbackprop.tasks._node_cache`), so training runs the
@@ -159,6 +164,7 @@ class Config:
     superpixels: Annotated[int, Range(ge=2)] = 600
     compactness: Annotated[float, Range(gt=0)] = 10.0
     views: Annotated[int, Range(ge=1, le=2)] = 2
+    eval_views: Annotated[int, Range(ge=1, le=2)] = 2  # HypercolumnNCuts.views (flip at test)
     cache_dir: Path | None = None
     train_images: Annotated[int | None, _POSITIVE] = None
     # learned head (local_loss, deep_ncuts)
@@ -275,7 +281,9 @@ def build_model(config: Config, method: str, *, pretrained: bool = True) -> Any:
         head: torch.nn.Module = FrozenTapFeatures(encoder.tap_channels)
     else:
         head = NodeHead(encoder.out_dim, config.feature_dim, config.hidden)
-    return HypercolumnNCuts(encoder, head, decoder=config.decoder, superpixels=config.nodes)
+    return HypercolumnNCuts(
+        encoder, head, decoder=config.decoder, superpixels=config.nodes, views=config.eval_views
+    )
 
 
 @dataclass
@@ -312,9 +320,14 @@ def train_data(config: Config, cache: NodeCache | None = None) -> CachedNodeItem
 
 
 def eval_data(config: Config, split: str | None = None, cache: NodeCache | None = None) -> Images:
-    """The first ``eval_limit`` images of ``split`` (default ``eval_split``) with their nodes."""
+    """The first ``eval_limit`` images of ``split`` (default ``eval_split``) with their nodes
+    (``eval_views`` descriptor views)."""
     return _images(
-        config, split or config.eval_split, config.eval_limit, 1, cache or _cache(config)
+        config,
+        split or config.eval_split,
+        config.eval_limit,
+        config.eval_views,
+        cache or _cache(config),
     )
 
 
@@ -431,8 +444,8 @@ def _segment(config: Config, method: str, model: Any, images: Images, device: An
             Z = model.spectral_embedding(sample.image, entry.node_index, model.decoder.k).Z[0]
         else:
             with torch.no_grad():
-                features = model(entry.descriptors[0].float().to(device))
-                Z = model.embed(features).Z[0].cpu()
+                views = [x.float().to(device) for x in entry.descriptors[: model.views]]
+                Z = model.embed(model.features_of_views(views)).Z[0].cpu()
         middle = time.perf_counter()
         ucms.append(model.decoder.ucm2(Z, entry.node_index))
         spectra_s += middle - start
