@@ -184,6 +184,9 @@ def test_transform_and_stacking_collate():
         ({"families": ("plaid",)}, "families"),
         ({"seed": -3}, "seed"),
         ({"noise_std": -0.1}, "noise_std"),
+        ({"noise_std": True}, "noise_std"),
+        ({"noise_std": float("nan")}, "noise_std"),
+        ({"border_warp": 0.6}, "border_warp"),
         ({"n_colour_groups": 0}, "n_colour_groups"),
     ],
 )

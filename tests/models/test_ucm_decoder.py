@@ -48,6 +48,8 @@ def test_alpha_changes_the_hierarchy():
         ({"k": 0}, "`k`"),
         ({"levels": 0}, "`levels`"),
         ({"scale": 0.0}, "`scale`"),
+        ({"scale": float("inf")}, "`scale`"),
+        ({"scale": True}, "`scale`"),
         ({"calibration": "log"}, "`calibration`"),
         ({"alpha": 1.5}, "`alpha`"),
         ({"alpha": -0.1}, "`alpha`"),

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from matbackprop.validation import check_number
+
 from ._textures import region_normalize, smooth_field, spread_sites, texture
 
 __all__ = [
@@ -309,16 +311,15 @@ class TextureMosaics(Dataset):
                 f"`n_regions` must be at most {capacity} for families {fams} (distinct textures "
                 f"per image), got {n_regions!r}"
             )
-        for name, value, high in (("noise_std", noise_std, 1.0), ("border_warp", border_warp, 0.5)):
-            if not isinstance(value, int | float) or not 0.0 <= float(value) <= high:
-                raise ValueError(f"`{name}` must be a number in [0, {high}], got {value!r}")
+        noise_std = check_number(noise_std, "noise_std", minimum=0, maximum=1)
+        border_warp = check_number(border_warp, "border_warp", minimum=0, maximum=0.5)
         if transform is not None and not callable(transform):
             raise ValueError(f"`transform` must be callable or None, got {type(transform)}")
         self.n_images = n_images
         self.seed = seed
         self.families = fams
-        self.noise_std = float(noise_std)
-        self.border_warp = float(border_warp)
+        self.noise_std = noise_std
+        self.border_warp = border_warp
         self.transform = transform
         # Catalogue of (family, variant); weights make each family equally likely.
         self._catalogue = [(f, v) for f in fams for v in _VARIANTS[f]]

@@ -77,8 +77,8 @@ class UCMDecoder:
     Raises
     ------
     ValueError
-        For a non-positive ``k``, ``levels`` or ``scale``, an ``alpha`` outside [0, 1] or an
-        unknown calibration.
+        For a non-positive ``k`` or ``levels``, a ``scale`` that is not a finite positive
+        number, an ``alpha`` outside [0, 1] or an unknown calibration.
 
     Examples
     --------
@@ -106,12 +106,7 @@ class UCMDecoder:
                 raise ValueError(f"`{name}` must be a positive int, got {value!r}")
         if self.calibration not in ("max", "exp"):
             raise ValueError(f"`calibration` must be 'max' or 'exp', got {self.calibration!r}")
-        if (
-            isinstance(self.scale, bool)
-            or not isinstance(self.scale, int | float)
-            or not (self.scale > 0)
-        ):
-            raise ValueError(f"`scale` must be a positive number, got {self.scale!r}")
+        check_number(self.scale, "scale", positive=True)
         check_number(self.alpha, "alpha", minimum=0, maximum=1)
 
     def ucm2(self, Z: Tensor, node_index: Tensor) -> Tensor:
