@@ -57,3 +57,19 @@ def test_check_number_bounds(kwargs, value, message):
         check_number(value, "x", **kwargs)
     assert check_number(kwargs.get("minimum", 0), "x", **kwargs) == kwargs.get("minimum", 0)
     assert check_number(kwargs["maximum"], "x", **kwargs) == kwargs["maximum"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, bad, message",
+    [
+        ({"minimum": 0, "below": 1}, [1, 1.5, -0.1], "`x` must be a finite number in [0, 1)"),
+        ({"positive": True, "below": 1}, [0, 1, -1], "`x` must be a finite number in (0, 1)"),
+        ({"below": 2}, [2, 3, float("inf")], "`x` must be a finite number < 2"),
+    ],
+)
+def test_check_number_strict_upper_bound(kwargs, bad, message):
+    for value in bad:
+        with pytest.raises(ValueError, match=re.escape(f"{message}, got {value!r}")):
+            check_number(value, "x", **kwargs)
+    assert check_number(0.5, "x", **kwargs) == 0.5
+    assert check_number(1 - 1e-12, "x", **kwargs) == 1 - 1e-12

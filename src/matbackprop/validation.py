@@ -465,6 +465,7 @@ def check_number(
     *,
     minimum: float | None = ...,
     maximum: float | None = ...,
+    below: float | None = ...,
     positive: bool = ...,
     nonzero: bool = ...,
     allow_none: Literal[False] = ...,
@@ -476,6 +477,7 @@ def check_number(
     *,
     minimum: float | None = ...,
     maximum: float | None = ...,
+    below: float | None = ...,
     positive: bool = ...,
     nonzero: bool = ...,
     allow_none: bool,
@@ -486,16 +488,18 @@ def check_number(
     *,
     minimum: float | None = None,
     maximum: float | None = None,
+    below: float | None = None,
     positive: bool = False,
     nonzero: bool = False,
     allow_none: bool = False,
 ) -> float | None:
     """A finite real option (not a bool), returned as ``float``.
 
-    ``minimum``: ``value >= minimum``; ``maximum``: ``value <= maximum``; ``positive``:
-    ``value > 0``; ``nonzero``: ``value != 0``; ``allow_none``: ``None`` passes (and is
-    returned). Messages read "`name` must be a finite number >= 0", "... in [0, 1]" (both
-    bounds), "... <= 1", "... > 0", "... non-zero number" (or "... or None").
+    ``minimum``: ``value >= minimum``; ``maximum``: ``value <= maximum``; ``below``:
+    ``value < below``; ``positive``: ``value > 0``; ``nonzero``: ``value != 0``;
+    ``allow_none``: ``None`` passes (and is returned). Messages read "`name` must be a finite
+    number >= 0", "... in [0, 1]" (both bounds; "[0, 1)" with ``below``, "(0, 1)" with
+    ``positive``), "... <= 1", "... < 1", "... > 0", "... non-zero number" (or "... or None").
 
     Examples
     --------
@@ -510,6 +514,10 @@ def check_number(
     Traceback (most recent call last):
     ...
     ValueError: `alpha` must be a finite number in [0, 1], got 1.5
+    >>> check_number(1, "dropout", minimum=0, below=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: `dropout` must be a finite number in [0, 1), got 1
     """
     if value is None and allow_none:
         return None
@@ -521,17 +529,24 @@ def check_number(
         ok = number >= minimum
     if ok and maximum is not None:
         ok = number <= maximum
+    if ok and below is not None:
+        ok = number < below
     if ok and nonzero:
         ok = number != 0
     if not ok:
-        if positive:
-            want = "a finite number > 0"
-        elif minimum is not None and maximum is not None:
-            want = f"a finite number in [{minimum:g}, {maximum:g}]"
-        elif maximum is not None:
-            want = f"a finite number <= {maximum:g}"
-        elif minimum is not None:
-            want = f"a finite number >= {minimum:g}"
+        low = "(0" if positive else None if minimum is None else f"[{minimum:g}"
+        high = None if maximum is None else f"{maximum:g}]"
+        high = high if below is None else f"{below:g})"
+        if low is not None and high is not None:
+            want = f"a finite number in {low}, {high}"
+        elif low is not None:
+            want = "a finite number > 0" if positive else f"a finite number >= {minimum:g}"
+        elif high is not None:
+            want = (
+                f"a finite number <= {maximum:g}"
+                if below is None
+                else f"a finite number < {below:g}"
+            )
         elif nonzero:
             want = "a finite non-zero number"
         else:

@@ -159,6 +159,8 @@ def test_many_resamples_are_drawn_in_chunks(monkeypatch):
         ({"n_resamples": 10.0}, "`n_resamples`"),
         ({"confidence": 1.0}, "`confidence`"),
         ({"confidence": True}, "`confidence`"),
+        ({"confidence": 0.0}, "`confidence`"),
+        ({"confidence": float("nan")}, "`confidence`"),
         ({"seed": -1}, "`seed`"),
     ],
     ids=lambda v: str(v)[:40],

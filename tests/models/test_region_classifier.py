@@ -251,6 +251,8 @@ def test_frozen_batchnorm_and_parameter_groups():
         ({"reduce_dim": 0}, "`reduce_dim`"),
         ({"descriptor_norm": "layer"}, "`descriptor_norm`"),
         ({"dropout": 1.0}, "`dropout`"),
+        ({"dropout": -0.1}, "`dropout`"),
+        ({"dropout": float("nan")}, "`dropout`"),
         ({"eps": -1.0}, "`eps`"),
         ({"normalization": "exp"}, "`normalization`"),
         ({"freeze_batchnorm": 1}, "`freeze_batchnorm`"),

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from matbackprop.validation import check_number
+
 from ._validation import to_numpy
 
 __all__ = ["BootstrapInterval", "paired_bootstrap_ci"]
@@ -169,10 +171,12 @@ def paired_bootstrap_ci(
         raise ValueError(f"`n_resamples` must be a positive int, got {n_resamples!r}")
     if n_resamples < 1:
         raise ValueError(f"`n_resamples` must be a positive int, got {n_resamples}")
-    if isinstance(confidence, bool) or not isinstance(confidence, int | float | np.floating):
-        raise ValueError(f"`confidence` must be a number in (0, 1), got {confidence!r}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}")
+    confidence = check_number(
+        float(confidence) if isinstance(confidence, np.floating) else confidence,
+        "confidence",
+        positive=True,
+        below=1,
+    )
     if seed is not None and (
         isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
     ):

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from matbackprop.models._backbone import check_backbone
 from matbackprop.nn import SecondOrderPooling
+from matbackprop.validation import check_number
 
 __all__ = ["DESCRIPTOR_NORMS", "HEADS", "RegionClassifier", "region_weights"]
 
@@ -221,10 +222,7 @@ class RegionClassifier(nn.Module):
             raise ValueError(
                 f"`descriptor_norm` must be one of {DESCRIPTOR_NORMS}, got {descriptor_norm!r}"
             )
-        if isinstance(dropout, bool) or not isinstance(dropout, int | float):
-            raise ValueError(f"`dropout` must be a number in [0, 1), got {dropout!r}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}")
+        dropout = check_number(dropout, "dropout", minimum=0, below=1)
         for name, flag in (
             ("train_reduction", train_reduction),
             ("freeze_batchnorm", freeze_batchnorm),
