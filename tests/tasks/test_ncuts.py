@@ -50,6 +50,20 @@ def test_train_writes_every_method_and_resumes(trained, tiny_bsds):
     assert [c["command"] for c in record["commands"]] == ["train", "train"]
 
 
+def test_classic_tuning_is_reused_only_with_the_same_decoder(trained, tiny_bsds):
+    """The cached grid search is keyed by the decoder settings: another merge criterion
+    re-tunes (it changes every ucm2), the same one reuses."""
+    first = json.loads((trained / "classic_ncuts.json").read_text())
+    assert first["grid"]["decoder"]["alpha"] == 1.0
+    for name, alpha in (("other_alpha", 0.5), ("same_alpha", 1.0)):
+        args = [*_args(tiny_bsds, trained.parent), "--set", "methods=[classic_ncuts]"]
+        args += ["--set", f"train.name={name}", "--set", f"merge_alpha={alpha}"]
+        assert main(["train", "ncuts", *args]) == 0
+        tuned = json.loads((trained.parent / name / "classic_ncuts.json").read_text())
+        assert tuned["grid"]["decoder"]["alpha"] == alpha
+        assert (tuned == first) is (alpha == 1.0)
+
+
 def test_eval_scores_all_methods_and_saves_official_results(trained, tiny_bsds, tmp_path):
     eval_dir, saved = tmp_path / "eval", tmp_path / "segs"
     args = _args(tiny_bsds, eval_dir) + ["--save-segmentations", str(saved)]

@@ -2,8 +2,9 @@
 
 ``tune_classic`` grid-searches :class:`~matbackprop.models.ClassicLabNCuts` (``σ_lab``,
 ``σ_xy``, radius, ``k``) by covering ODS on training images and writes the winner to
-``<run_dir>/classic_ncuts.json`` (and to a copy in the cache, keyed by the grid, that any run
-with the same grid and nodes reuses); ``read_classic`` rebuilds the tuned model.
+``<run_dir>/classic_ncuts.json`` (and to a copy in the cache, keyed by the grid, the nodes and
+the decoder settings, that any run with the same ones reuses); ``read_classic`` rebuilds the
+tuned model.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ CLASSIC_FILE = "classic_ncuts.json"
 def tune_classic(config: Any, run_dir: Path, load_images: Callable[[], Any], nodes: Any) -> dict:
     """Grid-search the classic baseline by covering ODS (region benchmark) on the first
     ``tune_images`` training images; written to ``<run_dir>/classic_ncuts.json`` (reused on
-    resume, and by any run with the same grid and nodes)."""
+    resume, and by any run with the same grid, nodes and decoder settings)."""
     path = run_dir / CLASSIC_FILE
     grid: dict[str, Any] = {
         "sigma_lab": config.classic_sigma_lab,
@@ -36,7 +38,8 @@ def tune_classic(config: Any, run_dir: Path, load_images: Callable[[], Any], nod
         "k": config.classic_k,
         "tune_images": config.tune_images,
         "nodes": nodes,
-        "levels": config.levels,
+        # every decoder setting but k (which the grid searches): levels, merge criterion, ...
+        "decoder": {f: v for f, v in asdict(config.decoder_for(1)).items() if f != "k"},
     }
     shared = config.cache_root() / "classic" / f"{_fingerprint(grid)}.json"
     for known_path in (path, shared):
