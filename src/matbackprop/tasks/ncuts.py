@@ -142,7 +142,7 @@ def _default_train() -> TrainConfig:
     return TrainConfig(
         name="ncuts_bsds",
         steps=1000,
-        batch_size=4,
+        batch_size=8,  # chosen on val: configs/ncuts_bsds.toml
         optim=OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-4),
         schedule=ScheduleConfig(name="cosine", warmup_steps=50),
         grad_clip=5.0,
