@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -39,6 +40,24 @@ def test_matrix_functions_benchmark_quick(tmp_path):
         assert entry["nonfinite_gradients_degenerate_batch"]["logm/ours"] == 0
         assert entry["nonfinite_gradients_degenerate_batch"]["sqrtm/ours"] == 0
         assert set(entry["floor_eigh_over_torch"]) == {"logm", "sqrtm"}
+
+
+def test_eigensolvers_benchmark_quick(tmp_path):
+    bench = _load("bench_eigensolvers")
+    threads = torch.get_num_threads()
+    payload = bench.main(["--quick", "--out-dir", str(tmp_path)])
+    assert torch.get_num_threads() == threads  # restored
+    data = json.loads((tmp_path / "eigensolvers.json").read_text())
+    assert data["table"] == payload["table"] and "best other / torch" in data["table"]
+    assert {(e["dtype"], e["n"]) for e in data["results"]} == {
+        (d, n) for d in ("float32", "float64") for n in (8, 16)
+    }
+    for entry in data["results"]:
+        assert set(entry["seconds_per_matrix"]) == {"torch", "scipy_evd", "scipy_evr", "scipy_ev"}
+        assert entry["ratio_best_other_over_torch"] > 0
+        # every driver solves the same problem: eigenvalues agree with float64
+        tol = 1e-5 if entry["dtype"] == "float32" else 1e-12
+        assert max(entry["eigenvalue_relative_error"].values()) < tol, entry
 
 
 if __name__ == "__main__":  # pragma: no cover
