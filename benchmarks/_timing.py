@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
@@ -52,3 +53,19 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def size_sweep_parser(doc: str, default_sizes: list[int]) -> argparse.ArgumentParser:
+    """The options every size-sweep benchmark shares: ``--quick``, ``--repeats``, ``--sizes``
+    (read with :func:`sizes_of`) and ``--out-dir``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    parser.add_argument("--repeats", type=int, default=5)
+    listed = ", ".join(str(n) for n in default_sizes)
+    parser.add_argument("--sizes", default=None, help=f"comma-separated n (default {listed})")
+    parser.add_argument("--out-dir", default=None, help="where to write the JSON")
+    return parser
+
+
+def sizes_of(args: argparse.Namespace, default_sizes: list[int]) -> list[int]:
+    return [int(n) for n in args.sizes.split(",")] if args.sizes else list(default_sizes)

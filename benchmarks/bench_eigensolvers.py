@@ -33,7 +33,6 @@ if __name__ == "__main__":  # before NumPy / SciPy / torch read them
     for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = "1"
 
-import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -43,7 +42,14 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import environment, markdown_table, time_interleaved, write_json  # noqa: E402
+from _timing import (  # noqa: E402
+    environment,
+    markdown_table,
+    size_sweep_parser,
+    sizes_of,
+    time_interleaved,
+    write_json,
+)
 
 DRIVERS = ("evd", "evr", "ev")
 FULL_SIZES = [32, 64, 128, 256, 512]
@@ -127,18 +133,14 @@ def run(sizes, dtypes, count, repeats, out_dir=None) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser = size_sweep_parser(__doc__, FULL_SIZES)
     parser.add_argument("--matrices", type=int, default=16, help="matrices per size")
-    parser.add_argument("--sizes", default=None, help="comma-separated n (default 32 … 512)")
-    parser.add_argument("--out-dir", default=None, help="where to write the JSON")
     args = parser.parse_args(argv)
     dtypes = [torch.float32, torch.float64]
     if args.quick:
         payload = run([8, 16], dtypes, count=2, repeats=2, out_dir=args.out_dir)
     else:
-        sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else FULL_SIZES
+        sizes = sizes_of(args, FULL_SIZES)
         payload = run(sizes, dtypes, args.matrices, args.repeats, args.out_dir)
     print(payload["table"])
     print(

@@ -31,7 +31,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -39,7 +38,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import environment, markdown_table, time_interleaved, write_json  # noqa: E402
+from _timing import (  # noqa: E402
+    environment,
+    markdown_table,
+    size_sweep_parser,
+    sizes_of,
+    time_interleaved,
+    write_json,
+)
 from matbackprop.linalg import logm, sqrtm, sqrtm_newton_schulz  # noqa: E402
 
 FUNCTIONS = {"logm": (logm, torch.log), "sqrtm": (sqrtm, torch.sqrt)}
@@ -209,14 +215,10 @@ def run(sizes, dtypes, batch, repeats, out_dir=None) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out-dir", default=None, help="where to write the JSON")
+    parser = size_sweep_parser(__doc__, FULL_SIZES)
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default 2, --quick 1)"
     )
-    parser.add_argument("--sizes", default=None, help="comma-separated n (default 32 … 512)")
     args = parser.parse_args(argv)
     threads = args.threads if args.threads is not None else (1 if args.quick else 2)
     if threads:
@@ -226,7 +228,7 @@ def main(argv=None) -> dict:
             [8, 16], [torch.float32, torch.float64], batch=4, repeats=2, out_dir=args.out_dir
         )
     else:
-        sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else FULL_SIZES
+        sizes = sizes_of(args, FULL_SIZES)
         payload = run(sizes, [torch.float32, torch.float64], 64, args.repeats, args.out_dir)
     print(payload["table"])
     print(
