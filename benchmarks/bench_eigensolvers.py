@@ -50,21 +50,14 @@ from _timing import (  # noqa: E402
     time_interleaved,
     write_json,
 )
+from bench_matrix_functions import FULL_SIZES, covariance_batch  # noqa: E402
 
 DRIVERS = ("evd", "evr", "ev")
-FULL_SIZES = [32, 64, 128, 256, 512]
-
-
-def covariances(count: int, n: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(count, 2 * n, n, generator=g, dtype=torch.float64)
-    A = X.mT @ X / (2 * n) + 1e-3 * torch.eye(n, dtype=torch.float64)
-    return (0.5 * (A + A.mT)).to(dtype).contiguous()
 
 
 def measure(n: int, dtype: torch.dtype, count: int, repeats: int) -> tuple[dict, list]:
     """Seconds per matrix of each driver, and the largest eigenvalue error against float64."""
-    A = covariances(count, n, dtype, seed=n)
+    A = covariance_batch(count, n, 2 * n, dtype, 1e-3, seed=n).contiguous()
     arrays = [a.numpy() for a in A]
 
     def scipy_route(driver):
