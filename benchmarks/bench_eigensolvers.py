@@ -69,11 +69,13 @@ def measure(n: int, dtype: torch.dtype, count: int, repeats: int) -> tuple[dict,
 
     exact = torch.linalg.eigvalsh(A.double())
     scale = exact.abs().amax(-1)
-    errors = {"torch": torch.linalg.eigvalsh(A).double()}
+    eigenvalues = {"torch": torch.linalg.eigvalsh(A).double()}
     for d in DRIVERS:
         w = np.stack([scipy.linalg.eigh(a, driver=d, eigvals_only=True) for a in arrays])
-        errors[f"scipy_{d}"] = torch.from_numpy(w).double()
-    rel_error = {k: float(((w - exact).abs().amax(-1) / scale).max()) for k, w in errors.items()}
+        eigenvalues[f"scipy_{d}"] = torch.from_numpy(w).double()
+    rel_error = {
+        k: float(((w - exact).abs().amax(-1) / scale).max()) for k, w in eigenvalues.items()
+    }
 
     others = {k: v for k, v in per_matrix.items() if k != "torch"}
     best = min(others, key=others.get)
