@@ -73,6 +73,20 @@ def test_gradcheck(entry, case):
 
 
 @pytest.mark.parametrize("entry", REGISTRY, ids=IDS)
+def test_gradcheck_with_divided_differences_in_many_chunks(entry, monkeypatch):
+    """The once-differentiable backward forms P chunk by chunk of the batch: force one matrix
+    per chunk (and a user function with the tie band, ``rtol``) and compare with finite
+    differences."""
+    import matbackprop.linalg._spectral as spectral
+
+    monkeypatch.setattr(spectral, "_DD_CHUNK_BYTES", 1)
+    A = _degenerate_inputs()["batch_mixed"].clone().requires_grad_()
+    assert gradcheck(_sym(entry.fn), (A,))
+    cube = partial(spectral_function, f=lambda x: x**3, df=lambda x: 3 * x**2, rtol=1e-6)
+    assert gradcheck(lambda X: cube(0.5 * (X + X.mT), check=False), (A,))
+
+
+@pytest.mark.parametrize("entry", REGISTRY, ids=IDS)
 def test_gradcheck_rank_deficient_covariance_as_function_of_F(entry):
     """``f(FᵀF + εI)`` as a function of ``F`` with n < d: ε repeated d − n times."""
     F = B.rank_deficient_factor(3, 6, seed=7).requires_grad_()

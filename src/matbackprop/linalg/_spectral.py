@@ -151,13 +151,48 @@ def daleckii_krein(U: Tensor, P: Tensor, G: Tensor) -> Tensor:
     intermediate products and the result (each fresh buffer of a large batch costs page
     faults, as much as a pass over it), and the ½ of ``G_sym`` rides on the last product.
     """
-    S = G + G.mT  # 2 G_sym
+    return _sandwich(U, G, lambda S: S.mul_(P))
+
+
+# Matrices per chunk of the fused P: each chunk's temporaries stay near 2 MiB (in cache, and
+# below glibc's mmap threshold, so they are reused instead of being faulted in afresh).
+_DD_CHUNK_BYTES = 1 << 21
+
+
+def daleckii_krein_fused(
+    U: Tensor, lam: Tensor, fn: ScalarFunction, rtol: float | None, G: Tensor
+) -> Tensor:
+    """:func:`daleckii_krein` with ``P`` applied in batch chunks and never stored whole.
+
+    The once-differentiable backward (``P`` is not saved for a second derivative): the
+    divided differences of each chunk of matrices are formed in small temporaries and
+    multiplied into ``Uᵀ G_sym U`` at once. On a batch of 64 matrices of 256×256 this saves
+    two full-size buffers (their page faults) and the passes over them.
+    """
+
+    def scale_by_p(S: Tensor) -> Tensor:
+        n = S.shape[-1]
+        flat_S = S.reshape(-1, n, n)
+        flat_lam = lam.reshape(-1, n)
+        per_chunk = max(1, _DD_CHUNK_BYTES // (n * n * S.element_size()))
+        for start in range(0, flat_S.shape[0], per_chunk):
+            stop = start + per_chunk
+            P, _ = first_divided_differences(flat_lam[start:stop], fn, rtol)
+            flat_S[start:stop].mul_(P)
+        return S
+
+    return _sandwich(U, G, scale_by_p)
+
+
+def _sandwich(U: Tensor, G: Tensor, scale_in_place) -> Tensor:
+    """``U (P ∘ (Uᵀ G_sym U)) Uᵀ`` with ``scale_in_place(S)`` doing ``S ∘= P`` (and returning S)."""
+    S = G + G.mT  # 2 G_sym (contiguous)
     if not _buffers_allowed():
-        G_tilde = (U.mT @ S @ U).mul_(P)
+        G_tilde = scale_in_place((U.mT @ S @ U).contiguous())
         return (U @ G_tilde @ U.mT).mul_(0.5)
     W = torch.matmul(S, U)
     torch.matmul(U.mT, W, out=S)  # 2 Uᵀ G_sym U
-    S.mul_(P)
+    scale_in_place(S)
     torch.matmul(U, S, out=W)
     return torch.matmul(W, U.mT, out=S).mul_(0.5)
 
@@ -281,6 +316,9 @@ class _SpectralFunction(torch.autograd.Function):
         if grad_Y is None:
             return None, None, None
         A, mu, U = ctx.saved_tensors
+        if not torch.is_grad_enabled() and _buffers_allowed():
+            # No graph of the backward is built (create_graph=False): P is not needed later.
+            return daleckii_krein_fused(U, mu, ctx.fn, ctx.rtol, grad_Y), None, None
         grad_A, _ = (
             _FrechetAdjointTraced if torch.compiler.is_compiling() else _FrechetAdjoint
         ).apply(A, grad_Y, U, mu, ctx.fn, ctx.rtol)
