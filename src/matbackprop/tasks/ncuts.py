@@ -57,7 +57,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import torch
 from tqdm import tqdm
@@ -177,6 +177,8 @@ class Config:
     k: Annotated[int, _POSITIVE] = 8
     levels: Annotated[int, _POSITIVE] = 32
     merge_alpha: Annotated[float, Range(ge=0, le=1)] = 1.0  # UCMDecoder.alpha
+    calibration: Literal["max", "exp"] = "max"  # UCMDecoder.calibration
+    height_scale: Annotated[float, Range(gt=0)] = 1.0  # UCMDecoder.scale
     # classic baseline grid (covering ODS on tune_images training images)
     tune_images: Annotated[int, _POSITIVE] = 40
     classic_sigma_lab: list[Annotated[float, Range(gt=0)]] = field(
@@ -227,8 +229,15 @@ class Config:
         return self.decoder_for(self.k)
 
     def decoder_for(self, k: int) -> UCMDecoder:
-        """The shared decoder (``levels``, ``merge_alpha``) reading ``k`` eigenvectors."""
-        return UCMDecoder(k=k, levels=self.levels, alpha=self.merge_alpha)
+        """The shared decoder (``levels``, ``merge_alpha``, ``calibration``, ``height_scale``)
+        reading ``k`` eigenvectors."""
+        return UCMDecoder(
+            k=k,
+            levels=self.levels,
+            alpha=self.merge_alpha,
+            calibration=self.calibration,
+            scale=self.height_scale,
+        )
 
     def root(self) -> Path:
         root = self.data_root if self.data_root is not None else default_bsds_root()
