@@ -19,7 +19,8 @@ for experiment in $WHICH; do
     bsds)  # BSDS500: train on train, evaluate on val
       $BIN/matbackprop train ncuts --config configs/ncuts_bsds.toml --out "$RUNS"
       $BIN/matbackprop eval ncuts --config configs/ncuts_bsds.toml \
-        --checkpoint "$RUNS/ncuts_bsds/last.pt" --split val --out "$RUNS/ncuts_bsds/eval_val"
+        --checkpoint "$RUNS/ncuts_bsds" --split val --out "$RUNS/ncuts_bsds/eval_val" \
+        --save-segmentations "$RUNS/ncuts_bsds/segmentations_val"
       $BIN/matbackprop report "$RUNS/ncuts_bsds/eval_val/metrics.json" \
         --output results/bsds500_val.md --title "Normalized cuts on BSDS500 val"
       ;;
