@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import shlex
-import tomllib
 from pathlib import Path
 
 import pytest
 
-from matbackprop.cli._main import build_parser
+from matbackprop.cli._main import _task_config, build_parser
+from matbackprop.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "results" / "run_all.sh"
@@ -21,7 +20,7 @@ def _commands() -> list[list[str]]:
     text = SCRIPT.read_text().replace("\\\n", " ")
     lines = [line.strip() for line in text.splitlines()]
     return [
-        shlex.split(line.replace('"$RUNS', '"RUNS').replace("$RUNS", "RUNS"))[1:]
+        shlex.split(line.replace("$RUNS", "RUNS"))[1:]
         for line in lines
         if line.startswith("$BIN/matbackprop ")
     ]
@@ -37,13 +36,23 @@ def test_each_command_parses(argv):
     build_parser().parse_args(argv)
 
 
+def _run_folder_of_train(task: str) -> Path:
+    """The run folder the script's ``train <task>`` writes, as the CLI resolves it (config
+    file, ``--set`` and ``--out``): ``config.train.run_dir``."""
+    (argv,) = [a for a in _commands() if a[:2] == ["train", task]]
+    args = build_parser().parse_args(argv)
+    args.config = ROOT / args.config
+    return _task_config(get_task(task), args).train.run_dir
+
+
 @pytest.mark.parametrize(
     "argv", [a for a in _commands() if a[0] == "eval"], ids=lambda argv: argv[1]
 )
 def test_eval_reads_the_run_folder_that_train_writes(argv):
-    """`eval` takes the run folder `<--out of train>/<train.name>` (a method's checkpoint lies
-    in `<method>/last.pt` below it, not in the folder itself)."""
+    """`eval` takes the run folder of `train` (the methods' checkpoints lie below it, in
+    `<method>/last.pt`, or `seed_<s>/<method>/last.pt` with several seeds, never in the folder
+    itself)."""
     args = build_parser().parse_args(argv)
-    name = tomllib.loads((ROOT / args.config).read_text())["train"]["name"]
-    assert args.checkpoint == Path("RUNS") / name
-    assert re.fullmatch(r"RUNS/" + re.escape(name) + r"/eval_\w+", str(args.out))
+    run_dir = _run_folder_of_train(args.task)
+    assert args.checkpoint == run_dir
+    assert args.out.parent == run_dir and args.out.name.startswith("eval_")
