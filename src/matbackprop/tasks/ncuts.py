@@ -35,6 +35,8 @@ Run folder ``<train.out_dir>/<train.name>/``: ``run.json``, ``classic_ncuts.json
 baseline), and ``<method>/last.pt`` (trainer checkpoints of seed ``train.seed``;
 ``build_model(config, method)`` + :func:`~matbackprop.train.load_model_weights` rebuild a
 trained model, whose ``segment_hierarchy(image)`` gives the ucm2 and levels of one image).
+With several seeds (``train.seeds``, as in configs/ncuts_bsds.toml) the run folder holds one
+such folder per seed, ``seed_<s>/``, and ``eval`` takes the run folder itself.
 
 Work that does not depend on the seed is done once per ``cache_dir`` (default
 ``<train.out_dir>/cache_bsds``): node entries, the classic grid search, and the benchmark of
